@@ -1,0 +1,528 @@
+//! The transport-mode connection: multiplexed request/response streams over Noise records.
+//!
+//! Sans-I/O in the style of `quinn-proto`: feed received records to
+//! [`Connection::handle_record`], drain [`Connection::poll_event`] and send every record
+//! from [`Connection::poll_transmit`] in order, on one reliable ordered transport.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use crate::MAX_RECORD;
+use crate::error::WireError;
+use crate::frame::{CancelCode, FRAME_HEADER, Frame, RequestHead, ResponseHead};
+
+const TAG_LEN: usize = 16;
+/// Largest frame plaintext one record can carry.
+pub const MAX_FRAME: usize = MAX_RECORD - TAG_LEN;
+/// Largest DATA payload in one frame.
+pub const MAX_DATA_PER_FRAME: usize = MAX_FRAME - FRAME_HEADER;
+
+/// Which end of the channel this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opens streams (sends requests).
+    Client,
+    /// Answers streams (sends responses).
+    Server,
+}
+
+/// Resource bounds. Every one is enforced against the peer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest record accepted or produced (at most 65535, the Noise maximum).
+    pub max_record: usize,
+    /// Most streams open at once. A server refuses extra streams; a client cannot open them.
+    pub max_concurrent_streams: usize,
+    /// Most bytes of request body a server reassembles per stream.
+    pub max_request_body: usize,
+    /// Most bytes of response body a client accepts per stream.
+    pub max_response_body: usize,
+    /// Rekey the sending direction after this many records.
+    pub rekey_after_records: u64,
+    /// Rekey the sending direction after this many plaintext bytes.
+    pub rekey_after_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record: MAX_RECORD,
+            max_concurrent_streams: 32,
+            max_request_body: 1 << 20,
+            max_response_body: 64 << 20,
+            rekey_after_records: 1 << 16,
+            rekey_after_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Something the peer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Server: a new request stream.
+    Request {
+        /// Stream id.
+        id: u32,
+        /// Method, path, headers.
+        head: RequestHead,
+    },
+    /// Client: the response head for a stream.
+    Response {
+        /// Stream id.
+        id: u32,
+        /// Status and headers.
+        head: ResponseHead,
+    },
+    /// A chunk of body.
+    Data {
+        /// Stream id.
+        id: u32,
+        /// Bytes (non-empty).
+        data: Vec<u8>,
+    },
+    /// The peer's side of the stream ended cleanly: the body is complete.
+    End {
+        /// Stream id.
+        id: u32,
+    },
+    /// The stream was cancelled (by the peer, by a limit, or by loss of the transport);
+    /// any body received is incomplete.
+    Reset {
+        /// Stream id.
+        id: u32,
+        /// Why.
+        code: CancelCode,
+    },
+    /// The peer closed the connection gracefully.
+    Closed {
+        /// Close code (0 = normal).
+        code: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    recv_head: bool,
+    recv_ended: bool,
+    send_head: bool,
+    send_ended: bool,
+    recv_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We or the peer closed gracefully.
+    Closed,
+    /// A fatal error; nothing more is read or sent.
+    Failed,
+}
+
+/// A channel in transport mode.
+pub struct Connection {
+    transport: snow::TransportState,
+    role: Role,
+    limits: Limits,
+    streams: BTreeMap<u32, Stream>,
+    /// Highest stream id opened (client) or seen (server); ids only grow.
+    last_id: u32,
+    events: VecDeque<Event>,
+    transmit: VecDeque<Vec<u8>>,
+    sent_records: u64,
+    sent_bytes: u64,
+    state: State,
+    rekeys_sent: u64,
+    rekeys_received: u64,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("open_streams", &self.streams.len())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(
+        transport: snow::TransportState,
+        role: Role,
+        mut limits: Limits,
+    ) -> Result<Self, WireError> {
+        if limits.max_record > MAX_RECORD || limits.max_record < FRAME_HEADER + TAG_LEN + 1 {
+            return Err(WireError::InvalidOperation("max_record out of range"));
+        }
+        limits.rekey_after_records = limits.rekey_after_records.max(1);
+        limits.rekey_after_bytes = limits.rekey_after_bytes.max(1);
+        Ok(Connection {
+            transport,
+            role,
+            limits,
+            streams: BTreeMap::new(),
+            last_id: 0,
+            events: VecDeque::new(),
+            transmit: VecDeque::new(),
+            sent_records: 0,
+            sent_bytes: 0,
+            state: State::Open,
+            rekeys_sent: 0,
+            rekeys_received: 0,
+        })
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Number of streams currently open.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Rekeys performed (sent, received); for tests and metrics.
+    pub fn rekey_counts(&self) -> (u64, u64) {
+        (self.rekeys_sent, self.rekeys_received)
+    }
+
+    /// Whether the connection can still carry streams.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Next event from the peer, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Next record to send, if any. Records must be sent in this order.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    fn check_open(&self) -> Result<(), WireError> {
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(WireError::Closed)
+        }
+    }
+
+    fn encrypt(&mut self, frame: &Frame<'_>) -> Result<(), WireError> {
+        let plain = frame.encode();
+        let max_plain = self.limits.max_record - TAG_LEN;
+        if plain.len() > max_plain {
+            return Err(WireError::RecordTooLarge {
+                size: plain.len() + TAG_LEN,
+                limit: self.limits.max_record,
+            });
+        }
+        let mut rec = vec![0u8; plain.len() + TAG_LEN];
+        let n = self
+            .transport
+            .write_message(&plain, &mut rec)
+            .map_err(|_| WireError::Closed)?;
+        rec.truncate(n);
+        self.transmit.push_back(rec);
+        self.sent_records += 1;
+        self.sent_bytes += plain.len() as u64;
+        if !matches!(frame, Frame::Rekey)
+            && (self.sent_records >= self.limits.rekey_after_records
+                || self.sent_bytes >= self.limits.rekey_after_bytes)
+        {
+            // Announce, then switch: the peer switches after decrypting this frame.
+            self.encrypt(&Frame::Rekey)?;
+            self.transport.rekey_outgoing();
+            self.rekeys_sent += 1;
+            self.sent_records = 0;
+            self.sent_bytes = 0;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: WireError) -> WireError {
+        self.state = State::Failed;
+        self.transmit.clear();
+        for id in std::mem::take(&mut self.streams).into_keys() {
+            self.events.push_back(Event::Reset {
+                id,
+                code: CancelCode::ConnectionLost,
+            });
+        }
+        e
+    }
+
+    /// Client: opens a request stream and sends its head. Returns the stream id.
+    pub fn open_stream(&mut self, head: RequestHead) -> Result<u32, WireError> {
+        self.check_open()?;
+        if self.role != Role::Client {
+            return Err(WireError::InvalidOperation("only the client opens streams"));
+        }
+        head.validate()?;
+        if self.streams.len() >= self.limits.max_concurrent_streams {
+            return Err(WireError::TooManyStreams(
+                self.limits.max_concurrent_streams,
+            ));
+        }
+        let id = self
+            .last_id
+            .checked_add(1)
+            .ok_or(WireError::InvalidOperation("stream ids exhausted"))?;
+        self.encrypt(&Frame::RequestHead(id, head))?;
+        self.last_id = id;
+        self.streams.insert(
+            id,
+            Stream {
+                send_head: true,
+                ..Stream::default()
+            },
+        );
+        Ok(id)
+    }
+
+    /// Server: sends the response head for a request stream.
+    pub fn send_response(&mut self, id: u32, head: ResponseHead) -> Result<(), WireError> {
+        self.check_open()?;
+        if self.role != Role::Server {
+            return Err(WireError::InvalidOperation(
+                "only the server sends responses",
+            ));
+        }
+        head.validate()?;
+        let s = self
+            .streams
+            .get_mut(&id)
+            .ok_or(WireError::UnknownStream(id))?;
+        if s.send_head {
+            return Err(WireError::InvalidOperation("response head already sent"));
+        }
+        s.send_head = true;
+        self.encrypt(&Frame::ResponseHead(id, head))
+    }
+
+    /// Sends body bytes on a stream, split into as many frames as needed.
+    pub fn send_data(&mut self, id: u32, data: &[u8]) -> Result<(), WireError> {
+        self.check_open()?;
+        let s = self.streams.get(&id).ok_or(WireError::UnknownStream(id))?;
+        if !s.send_head || s.send_ended {
+            return Err(WireError::InvalidOperation(
+                "cannot send data on this stream now",
+            ));
+        }
+        let per_frame = self.limits.max_record - TAG_LEN - FRAME_HEADER;
+        for chunk in data.chunks(per_frame) {
+            self.encrypt(&Frame::Data(id, chunk))?;
+        }
+        Ok(())
+    }
+
+    /// Ends this side of a stream: the peer learns the body is complete.
+    pub fn finish(&mut self, id: u32) -> Result<(), WireError> {
+        self.check_open()?;
+        let s = self
+            .streams
+            .get_mut(&id)
+            .ok_or(WireError::UnknownStream(id))?;
+        if !s.send_head || s.send_ended {
+            return Err(WireError::InvalidOperation("cannot end this stream now"));
+        }
+        s.send_ended = true;
+        let done = s.recv_ended;
+        self.encrypt(&Frame::End(id))?;
+        if done {
+            self.streams.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Abandons a stream in both directions and tells the peer. Late frames from the peer
+    /// for this stream are ignored.
+    pub fn cancel(&mut self, id: u32, code: CancelCode) -> Result<(), WireError> {
+        self.check_open()?;
+        if self.streams.remove(&id).is_none() {
+            return Err(WireError::UnknownStream(id));
+        }
+        self.encrypt(&Frame::Cancel(id, code))
+    }
+
+    /// Closes the connection gracefully; open streams are reset locally.
+    pub fn close(&mut self, code: u32) -> Result<(), WireError> {
+        self.check_open()?;
+        self.encrypt(&Frame::Close(code))?;
+        self.state = State::Closed;
+        for id in std::mem::take(&mut self.streams).into_keys() {
+            self.events.push_back(Event::Reset {
+                id,
+                code: CancelCode::ConnectionLost,
+            });
+        }
+        Ok(())
+    }
+
+    /// The transport ended (EOF). Streams still open were truncated: each gets a
+    /// [`Event::Reset`] with [`CancelCode::ConnectionLost`]. Returns an error unless the
+    /// peer had closed gracefully with no stream open.
+    pub fn transport_closed(&mut self) -> Result<(), WireError> {
+        let was = self.state;
+        let had_streams = !self.streams.is_empty();
+        let _ = self.fail(WireError::Closed);
+        if was == State::Closed && !had_streams {
+            self.state = State::Closed;
+            Ok(())
+        } else {
+            Err(WireError::ProtocolViolation(
+                "transport ended without a graceful close",
+            ))
+        }
+    }
+
+    /// Decrypts and applies one record from the peer. Any error is fatal for the connection:
+    /// open streams are reset and nothing more can be sent.
+    pub fn handle_record(&mut self, record: &[u8]) -> Result<(), WireError> {
+        if self.state != State::Open {
+            return Err(WireError::Closed);
+        }
+        match self.handle_record_inner(record) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn handle_record_inner(&mut self, record: &[u8]) -> Result<(), WireError> {
+        if record.len() > self.limits.max_record {
+            return Err(WireError::RecordTooLarge {
+                size: record.len(),
+                limit: self.limits.max_record,
+            });
+        }
+        if record.len() < TAG_LEN + FRAME_HEADER {
+            return Err(WireError::Decrypt);
+        }
+        let mut plain = vec![0u8; record.len()];
+        let n = self
+            .transport
+            .read_message(record, &mut plain)
+            .map_err(|_| WireError::Decrypt)?;
+        plain.truncate(n);
+        let frame = Frame::decode(&plain)?;
+        self.apply(frame)
+    }
+
+    fn apply(&mut self, frame: Frame<'_>) -> Result<(), WireError> {
+        match frame {
+            Frame::Rekey => {
+                self.transport.rekey_incoming();
+                self.rekeys_received += 1;
+            }
+            Frame::Close(code) => {
+                self.state = State::Closed;
+                for id in std::mem::take(&mut self.streams).into_keys() {
+                    self.events.push_back(Event::Reset {
+                        id,
+                        code: CancelCode::ConnectionLost,
+                    });
+                }
+                self.events.push_back(Event::Closed { code });
+            }
+            Frame::RequestHead(id, head) => {
+                if self.role != Role::Server {
+                    return Err(WireError::ProtocolViolation(
+                        "request head sent to a client",
+                    ));
+                }
+                if id <= self.last_id {
+                    return Err(WireError::ProtocolViolation("stream id not increasing"));
+                }
+                self.last_id = id;
+                if self.streams.len() >= self.limits.max_concurrent_streams {
+                    // Not fatal: refuse this stream only. Its later frames are ignored.
+                    return self.encrypt(&Frame::Cancel(id, CancelCode::Refused));
+                }
+                self.streams.insert(
+                    id,
+                    Stream {
+                        recv_head: true,
+                        ..Stream::default()
+                    },
+                );
+                self.events.push_back(Event::Request { id, head });
+            }
+            Frame::ResponseHead(id, head) => {
+                if self.role != Role::Client {
+                    return Err(WireError::ProtocolViolation(
+                        "response head sent to a server",
+                    ));
+                }
+                let Some(s) = self.stream_for_peer_frame(id)? else {
+                    return Ok(());
+                };
+                if s.recv_head {
+                    return Err(WireError::ProtocolViolation("second response head"));
+                }
+                s.recv_head = true;
+                self.events.push_back(Event::Response { id, head });
+            }
+            Frame::Data(id, data) => {
+                let limit = match self.role {
+                    Role::Server => self.limits.max_request_body,
+                    Role::Client => self.limits.max_response_body,
+                };
+                let Some(s) = self.stream_for_peer_frame(id)? else {
+                    return Ok(());
+                };
+                if !s.recv_head || s.recv_ended {
+                    return Err(WireError::ProtocolViolation("data outside a body"));
+                }
+                s.recv_bytes = s.recv_bytes.saturating_add(data.len());
+                if s.recv_bytes > limit {
+                    self.streams.remove(&id);
+                    self.events.push_back(Event::Reset {
+                        id,
+                        code: CancelCode::BodyTooLarge,
+                    });
+                    return self.encrypt(&Frame::Cancel(id, CancelCode::BodyTooLarge));
+                }
+                self.events.push_back(Event::Data {
+                    id,
+                    data: data.to_vec(),
+                });
+            }
+            Frame::End(id) => {
+                let Some(s) = self.stream_for_peer_frame(id)? else {
+                    return Ok(());
+                };
+                if !s.recv_head || s.recv_ended {
+                    return Err(WireError::ProtocolViolation("end outside a body"));
+                }
+                s.recv_ended = true;
+                if s.send_ended {
+                    self.streams.remove(&id);
+                }
+                self.events.push_back(Event::End { id });
+            }
+            Frame::Cancel(id, code) => {
+                if self.streams.remove(&id).is_some() {
+                    self.events.push_back(Event::Reset { id, code });
+                } else if id > self.last_id {
+                    return Err(WireError::ProtocolViolation(
+                        "cancel for a stream never opened",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks up the stream a peer frame refers to. `Ok(None)`: a stream we already closed
+    /// (cancel race), so the frame is dropped. Ids never opened are a violation.
+    fn stream_for_peer_frame(&mut self, id: u32) -> Result<Option<&mut Stream>, WireError> {
+        if id > self.last_id {
+            return Err(WireError::ProtocolViolation(
+                "frame for a stream never opened",
+            ));
+        }
+        Ok(self.streams.get_mut(&id))
+    }
+}
