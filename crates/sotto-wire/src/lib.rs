@@ -13,11 +13,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod claims;
 pub mod conn;
 mod error;
 pub mod frame;
 pub mod handshake;
 
+pub use claims::Claims;
 pub use conn::{Connection, Event, Limits, Role};
 pub use error::WireError;
 pub use frame::{CancelCode, RequestHead, ResponseHead};
