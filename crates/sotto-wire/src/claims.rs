@@ -51,7 +51,13 @@ impl Claims {
         if !r.is_empty() {
             return Err(bad());
         }
-        Ok(Claims { model_id, weights_sha256, tokenizer_sha256, backend, enclave_version })
+        Ok(Claims {
+            model_id,
+            weights_sha256,
+            tokenizer_sha256,
+            backend,
+            enclave_version,
+        })
     }
 }
 
@@ -60,7 +66,8 @@ fn bad() -> WireError {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), WireError> {
-    let len = u8::try_from(s.len()).map_err(|_| WireError::InvalidOperation("claim string longer than 255 bytes"))?;
+    let len = u8::try_from(s.len())
+        .map_err(|_| WireError::InvalidOperation("claim string longer than 255 bytes"))?;
     out.push(len);
     out.extend_from_slice(s.as_bytes());
     Ok(())

@@ -50,7 +50,8 @@ fn generate() -> String {
             headers: vec![("content-type".into(), "application/json".into())],
         })
         .unwrap();
-    let body = br#"{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":false}"#;
+    let body =
+        br#"{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":false}"#;
     c.send_data(id, body).unwrap();
     c.finish(id).unwrap();
     let mut i = 0;
@@ -60,8 +61,14 @@ fn generate() -> String {
         i += 1;
     }
     while s.poll_event().is_some() {}
-    s.send_response(id, ResponseHead { status: 200, headers: vec![("content-type".into(), "application/json".into())] })
-        .unwrap();
+    s.send_response(
+        id,
+        ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+        },
+    )
+    .unwrap();
     s.send_data(id, br#"{"object":"chat.completion"}"#).unwrap();
     s.finish(id).unwrap();
     let mut i = 0;
@@ -85,7 +92,11 @@ fn protocol_vectors_match_docs() {
         std::fs::write(path, new).unwrap();
         return;
     }
-    assert_eq!(&doc[start..end], block, "vectors changed: rerun with SOTTO_BLESS=1 if intended");
+    assert_eq!(
+        &doc[start..end],
+        block,
+        "vectors changed: rerun with SOTTO_BLESS=1 if intended"
+    );
 }
 
 #[test]

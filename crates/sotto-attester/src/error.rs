@@ -1,0 +1,83 @@
+use std::path::PathBuf;
+
+/// Every way producing evidence can fail. Each variant has a stable
+/// [`code`](AttesterError::code); messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttesterError {
+    /// A filesystem operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done (includes the path).
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The simulated TEE's state directory holds some but not all of its files.
+    #[error(
+        "simulated TEE state in {} is incomplete; remove the directory to create a new simulated root",
+        .0.display()
+    )]
+    SimStateIncomplete(PathBuf),
+    /// The simulated TEE's persisted keys or certificates are unreadable or inconsistent.
+    #[error("simulated TEE state is invalid: {0}")]
+    SimStateInvalid(String),
+    /// Key generation or signing failed.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(String),
+    /// Building a certificate failed.
+    #[error("building certificate failed: {0}")]
+    CertBuild(String),
+    /// The configfs-tsm interface is not available (no TEE, or configfs not mounted).
+    #[error("configfs-tsm not available: {0}")]
+    TsmUnavailable(String),
+    /// Another writer changed the report entry while we used it (`generation` changed).
+    #[error(
+        "configfs-tsm entry was modified concurrently (generation {expected} expected, {found} found)"
+    )]
+    TsmRace {
+        /// The generation this request expected.
+        expected: u64,
+        /// The generation found.
+        found: u64,
+    },
+    /// The kernel reported a provider this crate does not know.
+    #[error("unknown configfs-tsm provider {0:?}")]
+    UnknownProvider(String),
+    /// The report (outblob) is empty or has the wrong size.
+    #[error("invalid report from the TEE: {0}")]
+    InvalidReport(String),
+    /// The SNP certificate table (auxblob) is malformed.
+    #[error("malformed SNP certificate table: {0}")]
+    CertTableMalformed(String),
+    /// A certificate needed for the bundle is absent from the certificate table.
+    #[error("{0} certificate not provided by the host")]
+    CertMissing(&'static str),
+}
+
+impl AttesterError {
+    /// A stable machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AttesterError::Io { .. } => "IO_ERROR",
+            AttesterError::SimStateIncomplete(_) => "SIM_STATE_INCOMPLETE",
+            AttesterError::SimStateInvalid(_) => "SIM_STATE_INVALID",
+            AttesterError::Crypto(_) => "CRYPTO_FAILED",
+            AttesterError::CertBuild(_) => "CERT_BUILD_FAILED",
+            AttesterError::TsmUnavailable(_) => "TSM_UNAVAILABLE",
+            AttesterError::TsmRace { .. } => "TSM_GENERATION_RACE",
+            AttesterError::UnknownProvider(_) => "TSM_UNKNOWN_PROVIDER",
+            AttesterError::InvalidReport(_) => "INVALID_REPORT",
+            AttesterError::CertTableMalformed(_) => "CERT_TABLE_MALFORMED",
+            AttesterError::CertMissing(_) => "CERT_MISSING",
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        AttesterError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! [`BuiltinBackend`]: the in-process `sotto-engine` model behind the API.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use sotto_engine::{GenerateParams, Model};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::backend::{BoxFuture, ChatEvent, ChatStream, FinishReason, ModelInfo, Usage};
+use crate::{ApiError, Backend, ChatMessage, ChatRequest};
+
+/// Text deltas buffered between the generating thread and the HTTP response. Small on purpose:
+/// once the consumer stops reading or goes away, generation blocks or stops within a few tokens.
+const DELTA_CHANNEL_CAPACITY: usize = 8;
+
+/// Serves one loaded [`Model`] under a fixed model id.
+///
+/// * **Prompt rendering.** llama2.c-style models have no chat template. The prompt is the
+///   text content of all messages, in request order, joined with `"\n"` (roles are not
+///   rendered; put the system message first if you want it first). A single user message with
+///   empty content therefore yields the empty prompt, exactly like `./run` without `-i`.
+///   See [`BuiltinBackend::render_prompt`].
+/// * **Sampling.** OpenAI defaults: `temperature` 1, `top_p` 1 (= no nucleus cut; the engine
+///   follows llama2.c and treats `top_p >= 1` as plain sampling); `temperature` 0 is greedy.
+///   Without `seed` a fresh random seed is drawn per request; with a `seed` the output is
+///   deterministic. `max_tokens` defaults to (and is clamped by) the context length.
+/// * **Concurrency.** At most `max_concurrent` generations run at once (each on a
+///   `spawn_blocking` thread); further requests wait in FIFO order instead of failing.
+/// * **Cancellation.** Deltas go through a small bounded channel; as soon as the receiving
+///   [`ChatStream`] is dropped (HTTP client gone, response body dropped) the engine's `on_text`
+///   callback returns `Break` at the next token and the slot is released.
+pub struct BuiltinBackend {
+    model: Arc<Model>,
+    id: String,
+    created: u64,
+    slots: Arc<Semaphore>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    active: AtomicUsize,
+    finished: AtomicU64,
+    cancelled: AtomicU64,
+    tokens: AtomicU64,
+}
+
+/// Decrements the active-generation gauge however the generating closure exits (incl. panic).
+struct ActiveGuard(Arc<Stats>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl BuiltinBackend {
+    /// Serve `model` as `model_id`, allowing as many concurrent generations as the machine has
+    /// cores (see [`with_max_concurrent`](Self::with_max_concurrent)).
+    pub fn new(model: Arc<Model>, model_id: impl Into<String>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BuiltinBackend {
+            model,
+            id: model_id.into(),
+            created: crate::unix_now(),
+            slots: Arc::new(Semaphore::new(cores)),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Limit concurrent generations to `max_concurrent` (at least 1); excess requests queue.
+    pub fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
+        self.slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
+        self
+    }
+
+    /// The served model id.
+    pub fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Generations currently running on the engine (not counting queued requests).
+    pub fn active_generations(&self) -> usize {
+        self.stats.active.load(Ordering::SeqCst)
+    }
+
+    /// Generations that ran to a natural end (stop or length) since construction, whether or
+    /// not the client was still there for the final event.
+    pub fn finished_generations(&self) -> u64 {
+        self.stats.finished.load(Ordering::SeqCst)
+    }
+
+    /// Generations stopped early because their consumer went away (including requests
+    /// abandoned between admission and the first token), since construction.
+    pub fn cancelled_generations(&self) -> u64 {
+        self.stats.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Completion tokens generated since construction, including those of cancelled runs.
+    pub fn generated_tokens(&self) -> u64 {
+        self.stats.tokens.load(Ordering::SeqCst)
+    }
+
+    /// Generation slots currently free (`max_concurrent` minus running/admitted generations).
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// The prompt the engine sees for `messages`: their text contents joined with `"\n"`.
+    pub fn render_prompt(messages: &[ChatMessage]) -> String {
+        let mut prompt = String::new();
+        for (i, m) in messages.iter().enumerate() {
+            if i > 0 {
+                prompt.push('\n');
+            }
+            prompt.push_str(&m.content);
+        }
+        prompt
+    }
+}
+
+impl Backend for BuiltinBackend {
+    fn list_models(&self) -> BoxFuture<'_, Result<Vec<ModelInfo>, ApiError>> {
+        let info = ModelInfo {
+            id: self.id.clone(),
+            created: self.created,
+        };
+        Box::pin(async move { Ok(vec![info]) })
+    }
+
+    fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, ApiError>> {
+        Box::pin(async move {
+            if request.model != self.id {
+                return Err(ApiError::ModelNotFound);
+            }
+            let seed = match request.seed {
+                Some(seed) => seed,
+                None => getrandom::u64().map_err(|_| ApiError::Internal)?,
+            };
+            let seq_len = self.model.config().seq_len;
+            let params = GenerateParams {
+                max_tokens: request
+                    .max_tokens
+                    .unwrap_or(u32::MAX)
+                    .min(u32::try_from(seq_len).unwrap_or(u32::MAX)),
+                temperature: request.temperature.unwrap_or(1.0),
+                top_p: request.top_p.unwrap_or(1.0),
+                seed,
+            };
+            let prompt = Self::render_prompt(&request.messages);
+            drop(request);
+
+            // Queue for a slot. Dropping this future (client gone) leaves the queue.
+            let permit = Arc::clone(&self.slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::Internal)?;
+
+            let (admitted_tx, admitted_rx) = oneshot::channel::<Result<(), ApiError>>();
+            let (tx, mut rx) = mpsc::channel::<Result<ChatEvent, ApiError>>(DELTA_CHANNEL_CAPACITY);
+            let model = Arc::clone(&self.model);
+            let stats = Arc::clone(&self.stats);
+            stats.active.fetch_add(1, Ordering::SeqCst);
+            let guard = ActiveGuard(Arc::clone(&stats));
+            tokio::task::spawn_blocking(move || {
+                // Both are released explicitly before the final event is sent (below), so a
+                // client that has seen the end of its response also sees the slot free.
+                let permit = permit;
+                let guard = guard;
+                // Tokenising is CPU work too (quadratic in the worst case), hence here rather
+                // than on the async runtime, and only after a cheap length bound: each token
+                // covers at most `max_token_length` bytes.
+                let max_piece = model.tokenizer().max_token_length().max(1);
+                let prompt_tokens = match prompt.len() / max_piece {
+                    lower_bound if lower_bound > seq_len => lower_bound,
+                    _ => model.count_tokens(&prompt),
+                };
+                if prompt_tokens > seq_len {
+                    let _ = admitted_tx.send(Err(ApiError::ContextLengthExceeded {
+                        prompt_tokens,
+                        limit: seq_len,
+                    }));
+                    return;
+                }
+                if admitted_tx.send(Ok(())).is_err() {
+                    stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                let mut on_text = |text: &str| {
+                    if text.is_empty() {
+                        return ControlFlow::Continue(());
+                    }
+                    // Blocks while the consumer is slow (backpressure); fails once it is gone.
+                    match tx.blocking_send(Ok(ChatEvent::Delta(text.to_owned()))) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
+                    }
+                };
+                let result = model.generate(&prompt, &params, &mut on_text);
+                let event = match result {
+                    Ok(g) => {
+                        stats
+                            .tokens
+                            .fetch_add(u64::from(g.completion_tokens), Ordering::SeqCst);
+                        let finish_reason = match g.finish_reason {
+                            sotto_engine::FinishReason::Stop => FinishReason::Stop,
+                            sotto_engine::FinishReason::Length => FinishReason::Length,
+                            sotto_engine::FinishReason::Cancelled => {
+                                stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        };
+                        stats.finished.fetch_add(1, Ordering::SeqCst);
+                        Ok(ChatEvent::Finish {
+                            finish_reason,
+                            usage: Some(Usage::new(g.prompt_tokens, g.completion_tokens)),
+                        })
+                    }
+                    Err(sotto_engine::EngineError::ContextOverflow {
+                        prompt_tokens,
+                        seq_len,
+                    }) => Err(ApiError::ContextLengthExceeded {
+                        prompt_tokens,
+                        limit: seq_len,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(code = e.code(), "builtin engine generation failed");
+                        Err(ApiError::Engine {
+                            engine_code: e.code(),
+                        })
+                    }
+                };
+                drop(guard);
+                drop(permit);
+                // Nobody may be listening any more; the generation is over either way.
+                let _ = tx.blocking_send(event);
+            });
+
+            match admitted_rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                // The worker died (panicked) before admitting the request.
+                Err(_) => return Err(ApiError::Internal),
+            }
+            let stream: ChatStream =
+                Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+            Ok(stream)
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! Parsing and validation of `POST /v1/chat/completions` request bodies.
+//!
+//! The body is first parsed into a generic JSON value and then validated field by field with
+//! hand-written checks, so that no serde error text (which can quote offending values, i.e.
+//! prompt text) ever reaches an error message. Unknown fields are ignored; `null` counts as
+//! absent for every optional field, as in OpenAI's API.
+
+use serde_json::{Map, Value};
+
+use crate::ApiError;
+
+/// Author of a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `system` (and OpenAI's newer alias `developer`).
+    System,
+    /// `user`.
+    User,
+    /// `assistant`.
+    Assistant,
+}
+
+impl Role {
+    /// The OpenAI wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One chat message with its text content (array-of-parts content already concatenated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Author.
+    pub role: Role,
+    /// Text content. Text parts of an array content are concatenated without separator.
+    pub content: String,
+}
+
+/// A validated chat-completion request, as handed to a [`Backend`](crate::Backend).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// Requested model id (not yet checked against the served models; backends do that).
+    pub model: String,
+    /// Non-empty list of messages, in order.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling temperature in `[0, 2]`; `None` means the OpenAI default (1).
+    pub temperature: Option<f32>,
+    /// Nucleus mass in `(0, 1]`; `None` means the OpenAI default (1, i.e. no nucleus cut).
+    pub top_p: Option<f32>,
+    /// Maximum completion tokens (`max_completion_tokens`, else `max_tokens`), already clamped
+    /// to [`ApiLimits::max_tokens_cap`](crate::ApiLimits); `None` means "as many as fit".
+    pub max_tokens: Option<u32>,
+    /// Sampling seed; `None` means a fresh random seed per request.
+    pub seed: Option<u64>,
+    /// Whether the client asked for a server-sent-events stream.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// Parse and validate a request body. `max_tokens_cap` clamps `max_tokens`.
+pub(crate) fn parse_chat_request(
+    body: &[u8],
+    max_tokens_cap: u32,
+) -> Result<ChatRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::InvalidJson { line: 0, column: 0 });
+    };
+
+    let model = match field(&obj, "model") {
+        None => return Err(ApiError::MissingParameter { param: "model" }),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(invalid("model", "expected a non-empty string.")),
+    };
+
+    let messages = match field(&obj, "messages") {
+        None => return Err(ApiError::MissingParameter { param: "messages" }),
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err(invalid(
+                "messages",
+                "expected a non-empty array of messages.",
+            ));
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(parse_message)
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(invalid("messages", "expected an array of messages.")),
+    };
+
+    let temperature = match field(&obj, "temperature") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(t) if (0.0..=2.0).contains(&t) => Some(t as f32),
+            Some(_) => return Err(invalid("temperature", "must be between 0 and 2.")),
+            None => return Err(invalid("temperature", "expected a number.")),
+        },
+    };
+
+    let top_p = match field(&obj, "top_p") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(p) if p > 0.0 && p <= 1.0 => Some(p as f32),
+            Some(_) => return Err(invalid("top_p", "must be greater than 0 and at most 1.")),
+            None => return Err(invalid("top_p", "expected a number.")),
+        },
+    };
+
+    let max_tokens = match field(&obj, "max_completion_tokens") {
+        Some(v) => Some(parse_max_tokens(
+            "max_completion_tokens",
+            v,
+            max_tokens_cap,
+        )?),
+        None => match field(&obj, "max_tokens") {
+            Some(v) => Some(parse_max_tokens("max_tokens", v, max_tokens_cap)?),
+            None => None,
+        },
+    };
+
+    let seed = match field(&obj, "seed") {
+        None => None,
+        // OpenAI's seed is a signed 64-bit integer; any integer maps bijectively onto u64.
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Some(u),
+            (None, Some(i)) => Some(i as u64),
+            _ => return Err(invalid("seed", "expected an integer.")),
+        },
+        Some(_) => return Err(invalid("seed", "expected an integer.")),
+    };
+
+    let stream = match field(&obj, "stream") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("stream", "expected a boolean.")),
+    };
+
+    let include_usage = match field(&obj, "stream_options") {
+        None => false,
+        Some(Value::Object(opts)) => match field(opts, "include_usage") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(invalid(
+                    "stream_options.include_usage",
+                    "expected a boolean.",
+                ));
+            }
+        },
+        Some(_) => return Err(invalid("stream_options", "expected an object.")),
+    };
+
+    match field(&obj, "n") {
+        None => {}
+        Some(v) if v.as_u64() == Some(1) => {}
+        Some(_) => return Err(invalid("n", "only n = 1 is supported.")),
+    }
+
+    Ok(ChatRequest {
+        model,
+        messages,
+        temperature,
+        top_p,
+        max_tokens,
+        seed,
+        stream,
+        include_usage,
+    })
+}
+
+/// A field, treating JSON `null` as absent.
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn invalid(param: &'static str, reason: &'static str) -> ApiError {
+    ApiError::InvalidValue { param, reason }
+}
+
+fn parse_max_tokens(param: &'static str, v: &Value, cap: u32) -> Result<u32, ApiError> {
+    match v.as_u64() {
+        Some(0) => Err(invalid(param, "must be at least 1.")),
+        Some(n) => Ok(n.min(u64::from(cap.max(1))) as u32),
+        None => Err(invalid(param, "expected a positive integer.")),
+    }
+}
+
+fn parse_message(v: &Value) -> Result<ChatMessage, ApiError> {
+    let Value::Object(msg) = v else {
+        return Err(invalid("messages", "each message must be an object."));
+    };
+    let role = match field(msg, "role").and_then(Value::as_str) {
+        Some("system" | "developer") => Role::System,
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        _ => {
+            return Err(invalid(
+                "messages",
+                "each message needs a role of 'system', 'developer', 'user' or 'assistant'.",
+            ));
+        }
+    };
+    let content = match field(msg, "content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                let Value::Object(part) = part else {
+                    return Err(invalid("messages", "each content part must be an object."));
+                };
+                match (
+                    field(part, "type").and_then(Value::as_str),
+                    field(part, "text"),
+                ) {
+                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
+                    (Some("text"), _) => {
+                        return Err(invalid(
+                            "messages",
+                            "a text content part needs a string 'text'.",
+                        ));
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "messages",
+                            "only content parts of type 'text' are supported.",
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        // An assistant turn may have null content in OpenAI's API (tool calls); treat as empty.
+        None if role == Role::Assistant => String::new(),
+        None => return Err(invalid("messages", "each message needs a 'content'.")),
+        Some(_) => {
+            return Err(invalid(
+                "messages",
+                "content must be a string or an array of text parts.",
+            ));
+        }
+    };
+    Ok(ChatMessage { role, content })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ChatRequest, ApiError> {
+        parse_chat_request(s.as_bytes(), 1000)
+    }
+
+    #[test]
+    fn full_request() {
+        let r = parse(
+            r#"{"model":"m","messages":[{"role":"system","content":"S"},
+            {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+            {"role":"assistant","content":null}],
+            "temperature":0,"top_p":0.5,"max_tokens":5000,"seed":-1,"stream":true,
+            "stream_options":{"include_usage":true},"unknown":{"x":1},"n":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "m");
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[1].content, "ab");
+        assert_eq!(r.messages[2].content, "");
+        assert_eq!(r.temperature, Some(0.0));
+        assert_eq!(r.top_p, Some(0.5));
+        assert_eq!(r.max_tokens, Some(1000), "clamped to the cap");
+        assert_eq!(r.seed, Some(u64::MAX));
+        assert!(r.stream && r.include_usage);
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_and_nulls_are_absent() {
+        let r = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":""}],
+            "max_tokens":3,"max_completion_tokens":7,"temperature":null,"stream":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_tokens, Some(7));
+        assert_eq!(r.temperature, None);
+        assert!(!r.stream);
+    }
+
+    #[test]
+    fn rejections_never_echo_content() {
+        let secret = "TOP-SECRET-PROMPT";
+        let cases = [
+            (
+                format!(r#"{{"model":"m","messages":"{secret}"}}"#),
+                "messages",
+            ),
+            (
+                format!(r#"{{"model":"m","messages":[{{"role":"{secret}","content":"x"}}]}}"#),
+                "messages",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":5}}],"x":"{secret}"}}"#
+                ),
+                "messages",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"temperature":"{secret}"}}"#
+                ),
+                "temperature",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"temperature":5}}"#
+                ),
+                "temperature",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"top_p":0}}"#
+                ),
+                "top_p",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"max_tokens":0}}"#
+                ),
+                "max_tokens",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"n":2}}"#
+                ),
+                "n",
+            ),
+            (
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":"{secret}"}}]}}]}}"#
+                ),
+                "messages",
+            ),
+            (r#"{"model":"m","messages":[]}"#.to_string(), "messages"),
+        ];
+        for (body, param) in cases {
+            let e = parse(&body).unwrap_err();
+            assert_eq!(e.param(), Some(param), "{body}");
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+            assert!(!e.to_json().to_string().contains(secret));
+        }
+        let e = parse(&format!(
+            r#"{{"model":"m","messages":[{{"content":"{secret}" "#
+        ))
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_json");
+        assert!(!e.to_string().contains(secret));
+        assert_eq!(parse("[1]").unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            parse(r#"{"messages":[{"role":"user","content":""}]}"#)
+                .unwrap_err()
+                .code(),
+            "missing_required_parameter"
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! `sotto ask`, `sotto chat`, `sotto verify`: the client side.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+use sotto_client::{ApiFailure, ChatStream, ClientConfig, Session, Trust, Verification};
+
+use crate::CliError;
+use crate::stack::{default_state_dir, sim_root_file};
+
+/// Exit code when the enclave fails verification.
+pub const EXIT_REJECTED: u8 = 10;
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Relay WebSocket URL.
+    #[arg(
+        long,
+        env = "SOTTO_RELAY",
+        default_value = "ws://127.0.0.1:7900/v1/channel"
+    )]
+    pub relay: String,
+    /// Accept a SIMULATED TEE (development only). Requires a pinned simulation root.
+    #[arg(long, env = "SOTTO_ALLOW_SIMULATED")]
+    pub allow_simulated: bool,
+    /// SHA-256 (hex) of the simulation root to pin. Default with --allow-simulated: the
+    /// root recorded by a local `sotto up` in the state directory.
+    #[arg(long, env = "SOTTO_SIM_ROOT")]
+    pub sim_root: Option<String>,
+    /// State directory (to find the local simulation root).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Require this launch measurement (hex, 48 bytes).
+    #[arg(long)]
+    pub expect_measurement: Option<String>,
+    /// Require the enclave to claim these model weights (hex SHA-256).
+    #[arg(long)]
+    pub expect_model_sha256: Option<String>,
+}
+
+fn parse_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], CliError> {
+    let v = hex::decode(s.trim()).map_err(|_| format!("{what}: not hex"))?;
+    v.try_into()
+        .map_err(|_| format!("{what}: expected {N} bytes").into())
+}
+
+impl ConnectArgs {
+    fn config(&self) -> Result<ClientConfig, CliError> {
+        let mut trust = Trust::default();
+        if let Some(m) = &self.expect_measurement {
+            trust.expected_measurement = Some(parse_hex::<48>("--expect-measurement", m)?);
+        }
+        match (self.allow_simulated, &self.sim_root) {
+            (false, Some(_)) => {
+                return Err("--sim-root requires --allow-simulated (an explicit opt-in)".into());
+            }
+            (false, None) => {}
+            (true, Some(r)) => trust.simulation_root = Some(parse_hex::<32>("--sim-root", r)?),
+            (true, None) => {
+                let f = sim_root_file(&self.state_dir.clone().unwrap_or_else(default_state_dir));
+                let s = std::fs::read_to_string(&f).map_err(|_| {
+                    format!("--allow-simulated needs a pinned root: pass --sim-root HEX (none recorded in {})", f.display())
+                })?;
+                trust.simulation_root = Some(parse_hex::<32>(&f.display().to_string(), &s)?);
+            }
+        }
+        let mut c = ClientConfig::new(self.relay.clone());
+        c.trust = trust;
+        Ok(c)
+    }
+
+    /// Connects and verifies; prints the verification status (and the simulation warning)
+    /// on stderr on every connection.
+    async fn connect(&self) -> Result<(Session, Verification), CliError> {
+        let config = self.config()?;
+        let (session, v) = sotto_client::connect(&config).await?;
+        self.check_model(&v)?;
+        eprintln!("{}", status_line(&v));
+        Ok((session, v))
+    }
+
+    fn check_model(&self, v: &Verification) -> Result<(), CliError> {
+        if let Some(want) = &self.expect_model_sha256 {
+            let want = parse_hex::<32>("--expect-model-sha256", want)?;
+            if want != v.claims.weights_sha256 {
+                return Err(format!(
+                    "enclave verification failed [MODEL_DIGEST_MISMATCH]: enclave serves weights {}, expected {}",
+                    hex::encode(v.claims.weights_sha256),
+                    hex::encode(want)
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_line(v: &Verification) -> String {
+    let mut s = String::new();
+    if v.is_simulated() {
+        s.push_str(&format!(
+            "!! SIMULATED TEE: this enclave is NOT protected by hardware (development only; root {}) !!\n",
+            hex::encode(v.attestation.ark_fingerprint)
+        ));
+    }
+    s.push_str(&format!(
+        "verified enclave {}… · model {} (weights {}…) · measurement {}… · {} ms",
+        &hex::encode(v.server_key)[..16],
+        v.claims.model_id,
+        &hex::encode(v.claims.weights_sha256)[..16],
+        &hex::encode(v.attestation.measurement)[..16],
+        v.elapsed.as_millis()
+    ));
+    s
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// Maximum tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Random seed (deterministic output for a given seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Model id (default: the one the enclave serves).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+impl GenArgs {
+    fn request(&self, v: &Verification, messages: &serde_json::Value) -> serde_json::Value {
+        let mut r = json!({
+            "model": self.model.clone().unwrap_or_else(|| v.claims.model_id.clone()),
+            "messages": messages,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "stream": true,
+        });
+        if let Some(s) = self.seed {
+            r["seed"] = json!(s);
+        }
+        r
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AskArgs {
+    /// The question (prompt).
+    pub prompt: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+}
+
+fn verification_exit(e: &CliError) -> ExitCode {
+    let msg = e.to_string();
+    eprintln!("error: {msg}");
+    if msg.starts_with("enclave verification failed") {
+        eprintln!("nothing was sent to the enclave.");
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+enum Outcome {
+    Done(String),
+    Cancelled(String),
+}
+
+/// Streams one answer to stdout; Ctrl-C cancels it (the enclave stops generating).
+async fn stream_answer(session: &Session, request: serde_json::Value) -> Result<Outcome, CliError> {
+    let mut stream = ChatStream::start(session, request).await.map_err(api_err)?;
+    let mut text = String::new();
+    let mut out = std::io::stdout();
+    loop {
+        tokio::select! {
+            d = stream.next_delta() => match d.map_err(api_err)? {
+                Some(delta) => {
+                    out.write_all(delta.as_bytes())?;
+                    out.flush()?;
+                    text.push_str(&delta);
+                }
+                None => return Ok(Outcome::Done(text)),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                stream.cancel();
+                return Ok(Outcome::Cancelled(text));
+            }
+        }
+    }
+}
+
+fn api_err(e: ApiFailure) -> CliError {
+    e.to_string().into()
+}
+
+pub async fn ask(args: AskArgs) -> Result<ExitCode, CliError> {
+    let (session, v) = match args.connect.connect().await {
+        Ok(x) => x,
+        Err(e) => return Ok(verification_exit(&e)),
+    };
+    let messages = json!([{ "role": "user", "content": args.prompt }]);
+    let outcome = stream_answer(&session, args.gen_args.request(&v, &messages)).await?;
+    println!();
+    session.close();
+    Ok(match outcome {
+        Outcome::Done(_) => ExitCode::SUCCESS,
+        Outcome::Cancelled(_) => {
+            eprintln!("[cancelled]");
+            ExitCode::from(130)
+        }
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+}
+
+pub async fn chat(args: ChatArgs) -> Result<ExitCode, CliError> {
+    use tokio::io::AsyncBufReadExt;
+    let (mut session, mut v) = match args.connect.connect().await {
+        Ok(x) => x,
+        Err(e) => return Ok(verification_exit(&e)),
+    };
+    let mut history: Vec<serde_json::Value> = Vec::new();
+    if let Some(s) = &args.system {
+        history.push(json!({ "role": "system", "content": s }));
+    }
+    eprintln!(
+        "chat ready: type a message and press Enter; Ctrl-C cancels an answer; Ctrl-D exits."
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        eprint!("> ");
+        let line = tokio::select! {
+            l = lines.next_line() => l?,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !session.is_open() {
+            eprintln!("connection lost; reconnecting and verifying again");
+            (session, v) = match args.connect.connect().await {
+                Ok(x) => x,
+                Err(e) => return Ok(verification_exit(&e)),
+            };
+        }
+        history.push(json!({ "role": "user", "content": line }));
+        let request = args
+            .gen_args
+            .request(&v, &serde_json::Value::Array(history.clone()));
+        match stream_answer(&session, request).await? {
+            Outcome::Done(text) => {
+                println!();
+                history.push(json!({ "role": "assistant", "content": text }));
+            }
+            Outcome::Cancelled(text) => {
+                println!();
+                eprintln!("[cancelled]");
+                history.push(json!({ "role": "assistant", "content": text }));
+            }
+        }
+    }
+    session.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn verify(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    let config = match args.connect.config() {
+        Ok(c) => c,
+        Err(e) => return Ok(verification_exit(&e)),
+    };
+    let result = sotto_client::connect(&config).await;
+    let (session, v) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let rejected = matches!(e, sotto_client::ClientError::Verification(_));
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "ok": false, "relay": config.relay_url, "error": { "code": e.code(), "message": e.to_string() } })
+                );
+            } else {
+                println!("FAIL  {} — {}", e.code(), e);
+                println!("nothing was sent to the enclave.");
+            }
+            return Ok(ExitCode::from(if rejected { EXIT_REJECTED } else { 1 }));
+        }
+    };
+    session.close();
+    let model_check = args.connect.check_model(&v);
+    let mut checks: Vec<(String, String, bool)> = v
+        .attestation
+        .steps
+        .iter()
+        .map(|s| (s.name.to_string(), s.result.clone(), true))
+        .collect();
+    checks.push((
+        "key_binding".into(),
+        format!(
+            "REPORT_DATA = SHA-512(label, channel key {}, {} nonce, claims)",
+            hex::encode(v.server_key),
+            if v.fresh { "this connection's" } else { "no" }
+        ),
+        true,
+    ));
+    checks.push((
+        "model".into(),
+        format!(
+            "{} via {} backend, weights sha256 {}, tokenizer sha256 {}",
+            v.claims.model_id,
+            v.claims.backend,
+            hex::encode(v.claims.weights_sha256),
+            hex::encode(v.claims.tokenizer_sha256)
+        ),
+        model_check.is_ok(),
+    ));
+    let ok = model_check.is_ok();
+    if args.json {
+        let checks: Vec<_> = checks
+            .iter()
+            .map(|(n, r, ok)| json!({ "name": n, "result": r, "ok": ok }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "ok": ok,
+                "relay": config.relay_url,
+                "simulated": v.is_simulated(),
+                "platform": format!("{:?}", v.attestation.platform),
+                "root_sha256": hex::encode(v.attestation.ark_fingerprint),
+                "measurement": hex::encode(v.attestation.measurement),
+                "channel_key": hex::encode(v.server_key),
+                "model": { "id": v.claims.model_id, "backend": v.claims.backend,
+                           "weights_sha256": hex::encode(v.claims.weights_sha256),
+                           "tokenizer_sha256": hex::encode(v.claims.tokenizer_sha256) },
+                "checks": checks,
+            })
+        );
+    } else {
+        if v.is_simulated() {
+            println!("!! SIMULATED TEE: NOT protected by hardware — development only !!");
+        }
+        for (name, result, ok) in &checks {
+            println!("{}  {name:<20} {result}", if *ok { "PASS" } else { "FAIL" });
+        }
+        println!("measurement: {}", hex::encode(v.attestation.measurement));
+    }
+    if let Err(e) = model_check {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_REJECTED));
+    }
+    Ok(ExitCode::SUCCESS)
+}

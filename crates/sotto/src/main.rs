@@ -1,0 +1,75 @@
+//! `sotto`: run the local stack, chat privately with a verified enclave, and audit it.
+
+mod cli_client;
+mod stack;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Private conversations with a language model its operator cannot read.
+#[derive(Parser, Debug)]
+#[command(name = "sotto", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start enclave (simulated TEE) and relay on loopback; runs until Ctrl-C.
+    Up(stack::UpArgs),
+    /// Ask one question; the answer streams to stdout.
+    Ask(cli_client::AskArgs),
+    /// Interactive chat (Ctrl-C cancels the current answer; Ctrl-D exits).
+    Chat(cli_client::ChatArgs),
+    /// Connect, verify the enclave and print every check (exit 0 only if all pass).
+    Verify(cli_client::VerifyArgs),
+    /// Run the enclave process (normally started by `sotto up` or inside the VM).
+    Enclave(stack::EnclaveArgs),
+    /// Run the relay process (the operator's untrusted front door).
+    Relay(stack::RelayArgs),
+    /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
+    /// loopback (test upstream and plaintext baseline).
+    Serve(stack::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("SOTTO_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Up(a) => stack::up(a).await,
+            Command::Enclave(a) => stack::enclave(a).await,
+            Command::Relay(a) => stack::relay(a).await,
+            Command::Serve(a) => stack::serve(a).await,
+            Command::Ask(a) => cli_client::ask(a).await,
+            Command::Chat(a) => cli_client::chat(a).await,
+            Command::Verify(a) => cli_client::verify(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Errors the command reports; the message is for the user (never contains prompts).
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,375 @@
+//! `sotto up`, `sotto enclave`, `sotto relay`, `sotto serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+
+use clap::Args;
+use sha2::{Digest, Sha384};
+use sotto_attester::{Attester, ConfigFsTsm, SimulatedTee};
+use sotto_openai::{ApiState, Backend, BuiltinBackend, UpstreamBackend};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::CliError;
+
+/// Where the model may be found, in order, when `--model` is absent.
+pub const MODEL_ENV: &str = "SOTTO_MODEL";
+
+/// Default state directory: `$SOTTO_STATE_DIR`, else `$XDG_DATA_HOME/sotto`, else
+/// `~/.local/share/sotto`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SOTTO_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("sotto");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/sotto")
+}
+
+/// The file where `sotto up` records the simulation root fingerprint for local clients.
+pub fn sim_root_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("sim-root.sha256")
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model weights (llama2.c checkpoint). Default: $SOTTO_MODEL, then
+    /// ~/.local/share/sotto/models/stories260K/stories260K.bin, then
+    /// ../shared/models/stories260K/stories260K.bin.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Tokenizer file. Default: tok512.bin or tokenizer.bin beside the model.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Model id served in the API. Default: the weights file name without extension.
+    #[arg(long)]
+    pub model_id: Option<String>,
+}
+
+impl ModelArgs {
+    fn resolve(&self) -> Result<(PathBuf, PathBuf, String), CliError> {
+        let candidates: Vec<PathBuf> = match (&self.model, std::env::var_os(MODEL_ENV)) {
+            (Some(m), _) => vec![m.clone()],
+            (None, Some(m)) => vec![PathBuf::from(m)],
+            (None, None) => vec![
+                default_state_dir().join("models/stories260K/stories260K.bin"),
+                PathBuf::from("../shared/models/stories260K/stories260K.bin"),
+            ],
+        };
+        let Some(model) = candidates.iter().find(|p| p.is_file()).cloned() else {
+            return Err(format!(
+                "no model found (looked at: {}).\n\
+                 Pass --model PATH (a llama2.c checkpoint such as stories260K.bin) or set {MODEL_ENV}.\n\
+                 To install the demo model: download stories260K.bin and tok512.bin from the\n\
+                 llama2.c project's tinyllamas release, check their SHA-256 against SHA256SUMS, and\n\
+                 put them in {}",
+                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                default_state_dir().join("models/stories260K/").display()
+            )
+            .into());
+        };
+        let tokenizer = match &self.tokenizer {
+            Some(t) => t.clone(),
+            None => {
+                let dir = model.parent().unwrap_or(Path::new("."));
+                ["tok512.bin", "tokenizer.bin"]
+                    .iter()
+                    .map(|n| dir.join(n))
+                    .find(|p| p.is_file())
+                    .ok_or_else(|| {
+                        format!("no tokenizer beside {}; pass --tokenizer", model.display())
+                    })?
+            }
+        };
+        let id = self.model_id.clone().unwrap_or_else(|| {
+            model
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+        Ok((model, tokenizer, id))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EnclaveArgs {
+    /// Address to listen on (loopback by default; inside a VM, the VM's interface).
+    #[arg(long, default_value = "127.0.0.1:7901")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Serve an OpenAI-compatible upstream (vLLM, llama.cpp, Ollama on the VM's loopback)
+    /// instead of the built-in engine, e.g. http://127.0.0.1:8000.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Model id to claim for the upstream backend.
+    #[arg(long, default_value = "upstream")]
+    pub upstream_model: String,
+    /// Evidence source: `simulated` (development only) or `configfs` (real SNP/TDX guest).
+    #[arg(long, default_value = "simulated")]
+    pub tee: String,
+    /// configfs-tsm report directory.
+    #[arg(long, default_value = "/sys/kernel/config/tsm/report")]
+    pub tsm_dir: PathBuf,
+    /// State directory (holds the simulated TEE's root keys).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// RSA size for a newly created simulated root (tests use 2048 for speed).
+    #[arg(long, default_value_t = 4096, hide = true)]
+    pub sim_rsa_bits: usize,
+}
+
+/// The simulated launch measurement: a digest over the enclave binary and the model, so
+/// it changes when either does.
+fn sim_measurement(weights: &[u8; 32], tokenizer: &[u8; 32]) -> Result<[u8; 48], CliError> {
+    let exe = std::env::current_exe()?;
+    let exe_digest = sotto_enclave::sha256_file(&exe)?;
+    let mut h = Sha384::new();
+    h.update(b"sotto-sim-measurement-v1\0");
+    h.update(exe_digest);
+    h.update(weights);
+    h.update(tokenizer);
+    Ok(h.finalize().into())
+}
+
+pub async fn enclave(args: EnclaveArgs) -> Result<ExitCode, CliError> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let (backend, claims): (Arc<dyn Backend>, sotto_wire::Claims) = match &args.upstream {
+        Some(url) => {
+            let backend = UpstreamBackend::new(url)?;
+            let claims = sotto_wire::Claims {
+                model_id: args.upstream_model.clone(),
+                weights_sha256: [0; 32],
+                tokenizer_sha256: [0; 32],
+                backend: "upstream".into(),
+                enclave_version: env!("CARGO_PKG_VERSION").into(),
+            };
+            (Arc::new(backend), claims)
+        }
+        None => {
+            let (model_path, tok_path, id) = args.model.resolve()?;
+            // Hash exactly the bytes we load: read once, hash, then parse from memory.
+            let weights =
+                std::fs::read(&model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
+            let tok =
+                std::fs::read(&tok_path).map_err(|e| format!("{}: {e}", tok_path.display()))?;
+            let weights_sha256: [u8; 32] = sha2::Sha256::digest(&weights).into();
+            let tokenizer_sha256: [u8; 32] = sha2::Sha256::digest(&tok).into();
+            let model = sotto_engine::Model::from_bytes(&weights, &tok)?;
+            drop(weights);
+            let claims = sotto_wire::Claims {
+                model_id: id.clone(),
+                weights_sha256,
+                tokenizer_sha256,
+                backend: "builtin".into(),
+                enclave_version: env!("CARGO_PKG_VERSION").into(),
+            };
+            (Arc::new(BuiltinBackend::new(Arc::new(model), id)), claims)
+        }
+    };
+    let attester: Arc<dyn Attester> = match args.tee.as_str() {
+        "simulated" => {
+            let m = sim_measurement(&claims.weights_sha256, &claims.tokenizer_sha256)?;
+            let sim = SimulatedTee::load_or_create_with_key_bits(
+                &state_dir.join("sim"),
+                m,
+                args.sim_rsa_bits,
+            )?;
+            let fp = hex::encode(sim.root_fingerprint());
+            std::fs::write(sim_root_file(&state_dir), format!("{fp}\n"))?;
+            eprintln!(
+                "WARNING: SIMULATED TEE. This enclave is not protected by hardware; for development only."
+            );
+            println!("simulation root (ARK SHA-256): {fp}");
+            Arc::new(sim)
+        }
+        "configfs" => Arc::new(ConfigFsTsm::new(args.tsm_dir.clone())),
+        other => return Err(format!("unknown --tee {other:?} (use simulated or configfs)").into()),
+    };
+    let api = sotto_openai::router(ApiState::new(backend));
+    let enclave = Arc::new(sotto_enclave::Enclave::new(
+        attester,
+        &claims,
+        api,
+        Default::default(),
+    )?);
+    let listener = TcpListener::bind(args.listen).await?;
+    println!("enclave channel key: {}", hex::encode(enclave.public_key()));
+    println!(
+        "model: {} (weights sha256 {})",
+        claims.model_id,
+        hex::encode(claims.weights_sha256)
+    );
+    println!("enclave listening on {}", listener.local_addr()?);
+    sotto_enclave::serve(listener, enclave).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7900")]
+    pub listen: SocketAddr,
+    /// Enclave address HOST:PORT (repeat for several; round robin).
+    #[arg(long = "enclave", required = true)]
+    pub enclaves: Vec<String>,
+    /// Maximum concurrent client connections.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+pub async fn relay(args: RelayArgs) -> Result<ExitCode, CliError> {
+    let config = sotto_relay::RelayConfig {
+        enclaves: args.enclaves,
+        max_connections: args.max_connections,
+        ..Default::default()
+    };
+    let listener = TcpListener::bind(args.listen).await?;
+    println!("relay listening on {}", listener.local_addr()?);
+    sotto_relay::serve(listener, config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Loopback address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7902")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Allow a non-loopback address (this server is NOT encrypted).
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    if !args.listen.ip().is_loopback() && !args.allow_non_loopback {
+        return Err(
+            "refusing to serve plaintext on a non-loopback address (pass --allow-non-loopback)"
+                .into(),
+        );
+    }
+    let (model_path, tok_path, id) = args.model.resolve()?;
+    let model = sotto_engine::Model::load(&model_path, &tok_path)?;
+    let api = sotto_openai::router(ApiState::new(Arc::new(BuiltinBackend::new(
+        Arc::new(model),
+        id,
+    ))));
+    let listener = TcpListener::bind(args.listen).await?;
+    println!(
+        "plaintext engine server (NOT private) listening on {}",
+        listener.local_addr()?
+    );
+    sotto_openai::serve_plain(listener, api).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Relay port on 127.0.0.1 (0 picks a free port).
+    #[arg(long, default_value_t = 7900)]
+    pub port: u16,
+    /// Enclave port on 127.0.0.1 (0 picks a free port).
+    #[arg(long, default_value_t = 7901)]
+    pub enclave_port: u16,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// State directory.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 4096, hide = true)]
+    pub sim_rsa_bits: usize,
+}
+
+/// Spawns `sotto <args>` and waits for its "listening on ADDR" line.
+async fn spawn_child(
+    args: &[String],
+    ready_prefix: &str,
+) -> Result<(tokio::process::Child, String), CliError> {
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no child stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next_line().await? {
+            Some(line) => {
+                println!("  {line}");
+                if let Some(a) = line.strip_prefix(ready_prefix) {
+                    break a.trim().to_string();
+                }
+            }
+            None => return Err(format!("`sotto {}` exited during start-up", args[0]).into()),
+        }
+    };
+    // Keep forwarding the child's output.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("  {line}");
+        }
+    });
+    Ok((child, addr))
+}
+
+pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    std::fs::create_dir_all(&state_dir)?;
+    let (model, tokenizer, id) = args.model.resolve()?;
+    println!("starting enclave (SIMULATED TEE, built-in engine, model {id})");
+    let mut eargs = vec![
+        "enclave".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", args.enclave_port),
+        "--model".into(),
+        model.display().to_string(),
+        "--tokenizer".into(),
+        tokenizer.display().to_string(),
+        "--model-id".into(),
+        id,
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+        "--sim-rsa-bits".into(),
+        args.sim_rsa_bits.to_string(),
+    ];
+    eargs.extend(["--tee".into(), "simulated".into()]);
+    let (mut enclave, enclave_addr) = spawn_child(&eargs, "enclave listening on ").await?;
+    println!("starting relay");
+    let rargs = vec![
+        "relay".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", args.port),
+        "--enclave".into(),
+        enclave_addr.clone(),
+    ];
+    let (mut relay, relay_addr) = spawn_child(&rargs, "relay listening on ").await?;
+    let fp = std::fs::read_to_string(sim_root_file(&state_dir))?
+        .trim()
+        .to_string();
+    println!();
+    println!("Sotto is up (development stack on a SIMULATED TEE).");
+    println!("  relay:            ws://{relay_addr}/v1/channel");
+    println!("  enclave:          {enclave_addr} (reached only through the relay)");
+    println!("  simulation root:  {fp}");
+    println!(
+        "  try:              sotto ask --relay ws://{relay_addr}/v1/channel --allow-simulated --sim-root {fp} \"Once upon a time\""
+    );
+    println!("stack ready");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("stopping"),
+        s = enclave.wait() => eprintln!("enclave exited: {s:?}"),
+        s = relay.wait() => eprintln!("relay exited: {s:?}"),
+    }
+    let _ = relay.kill().await;
+    let _ = enclave.kill().await;
+    Ok(ExitCode::SUCCESS)
+}
