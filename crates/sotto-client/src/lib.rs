@@ -137,37 +137,58 @@ pub struct Response {
     body: mpsc::UnboundedReceiver<BodyItem>,
     cmd: mpsc::UnboundedSender<Cmd>,
     done: bool,
+    /// Set once the stream failed: every later read repeats the error, so a failed body
+    /// can never turn into a clean end.
+    failed: Option<Failure>,
 }
 
 #[derive(Debug)]
 enum BodyItem {
     Data(Bytes),
     End,
+    Failed(Failure),
+}
+
+/// Why a stream ended without its explicit end.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// Reset by the enclave, or lost with the connection (truncation).
     Reset(CancelCode),
+    /// The channel failed with this error (e.g. a record failed authentication).
+    Wire(sotto_wire::WireError),
+}
+
+impl From<Failure> for ClientError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Reset(code) => ClientError::Reset(code),
+            Failure::Wire(e) => ClientError::Wire(e),
+        }
+    }
 }
 
 impl Response {
     /// The next body chunk; `Ok(None)` at the enclave's explicit end of stream. A stream
     /// that ends any other way (reset, connection loss, truncation) is an error.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        if let Some(f) = &self.failed {
+            return Err(f.clone().into());
+        }
         if self.done {
             return Ok(None);
         }
-        match self.body.recv().await {
-            Some(BodyItem::Data(d)) => Ok(Some(d)),
+        let failure = match self.body.recv().await {
+            Some(BodyItem::Data(d)) => return Ok(Some(d)),
             Some(BodyItem::End) => {
                 self.done = true;
-                Ok(None)
+                return Ok(None);
             }
-            Some(BodyItem::Reset(code)) => {
-                self.done = true;
-                Err(ClientError::Reset(code))
-            }
-            None => {
-                self.done = true;
-                Err(ClientError::Reset(CancelCode::ConnectionLost))
-            }
-        }
+            Some(BodyItem::Failed(f)) => f,
+            None => Failure::Reset(CancelCode::ConnectionLost),
+        };
+        self.done = true;
+        self.failed = Some(failure.clone());
+        Err(failure.into())
     }
 
     /// Reads the whole body.
@@ -325,7 +346,7 @@ async fn connect_inner(
     let server_key = *hello.server_static();
     let conn = hello.accept(config.limits.clone())?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    tokio::spawn(drive(ws, conn, cmd_rx, cmd_tx.clone()));
+    tokio::spawn(drive(ws, conn, cmd_rx));
     let verification = Verification {
         attestation,
         claims,
@@ -354,6 +375,7 @@ impl Session {
             body,
             cmd: self.cmd.clone(),
             done: false,
+            failed: None,
         })
     }
 
@@ -395,14 +417,12 @@ impl Session {
     }
 }
 
-async fn drive(
-    mut ws: Ws,
-    mut conn: Connection,
-    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
-    _keep: mpsc::UnboundedSender<Cmd>,
-) {
+async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut closing = false;
+    // The error that killed the channel, reported to every stream it cut off. `None` when
+    // the transport just ended (truncation).
+    let mut fatal: Option<sotto_wire::WireError> = None;
     loop {
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
@@ -427,13 +447,23 @@ async fn drive(
             },
             msg = ws.next() => {
                 let result = match msg {
-                    Some(Ok(Message::Binary(b))) => conn.handle_record(&b),
+                    Some(Ok(Message::Binary(b))) => {
+                        let r = conn.handle_record(&b);
+                        if let Err(e) = &r {
+                            fatal = Some(e.clone());
+                        }
+                        r
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
-                    Some(Ok(Message::Text(_))) => Err(sotto_wire::WireError::ProtocolViolation("text message")),
+                    Some(Ok(Message::Text(_))) => {
+                        let e = sotto_wire::WireError::ProtocolViolation("text message");
+                        fatal = Some(e.clone());
+                        Err(e)
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => conn.transport_closed(),
                 };
                 while let Some(ev) = conn.poll_event() {
-                    on_event(ev, &mut pending);
+                    on_event(ev, &mut pending, fatal.as_ref());
                 }
                 if result.is_err() || !conn.is_open() {
                     break;
@@ -444,7 +474,7 @@ async fn drive(
             if ws.send(Message::Binary(r.into())).await.is_err() {
                 let _ = conn.transport_closed();
                 while let Some(ev) = conn.poll_event() {
-                    on_event(ev, &mut pending);
+                    on_event(ev, &mut pending, None);
                 }
                 return;
             }
@@ -453,13 +483,17 @@ async fn drive(
             break;
         }
     }
-    // Anything still pending was truncated: its receivers see the channel close.
+    // Anything still pending was cut off: truncated, or killed by the fatal error.
+    let failure = match fatal {
+        Some(e) => Failure::Wire(e),
+        None => Failure::Reset(CancelCode::ConnectionLost),
+    };
     for (_, p) in pending.drain() {
         if let Some(tx) = p.head_tx {
-            let _ = tx.send(Err(ClientError::Reset(CancelCode::ConnectionLost)));
+            let _ = tx.send(Err(failure.clone().into()));
         }
         if let Some(tx) = p.body_tx {
-            let _ = tx.send(BodyItem::Reset(CancelCode::ConnectionLost));
+            let _ = tx.send(BodyItem::Failed(failure.clone()));
         }
     }
     let _ = ws.close(None).await;
@@ -478,13 +512,13 @@ fn open(
     Ok(id)
 }
 
-fn on_event(ev: Event, pending: &mut HashMap<u32, Pending>) {
+fn on_event(ev: Event, pending: &mut HashMap<u32, Pending>, fatal: Option<&sotto_wire::WireError>) {
     match ev {
         Event::Response { id, head } => {
-            if let Some(p) = pending.get_mut(&id) {
-                if let (Some(tx), Some(rx)) = (p.head_tx.take(), p.body_rx.take()) {
-                    let _ = tx.send(Ok((id, head, rx)));
-                }
+            if let Some(p) = pending.get_mut(&id)
+                && let (Some(tx), Some(rx)) = (p.head_tx.take(), p.body_rx.take())
+            {
+                let _ = tx.send(Ok((id, head, rx)));
             }
         }
         Event::Data { id, data } => {
@@ -493,19 +527,24 @@ fn on_event(ev: Event, pending: &mut HashMap<u32, Pending>) {
             }
         }
         Event::End { id } => {
-            if let Some(p) = pending.remove(&id) {
-                if let Some(tx) = p.body_tx {
-                    let _ = tx.send(BodyItem::End);
-                }
+            if let Some(p) = pending.remove(&id)
+                && let Some(tx) = p.body_tx
+            {
+                let _ = tx.send(BodyItem::End);
             }
         }
         Event::Reset { id, code } => {
             if let Some(p) = pending.remove(&id) {
+                // Streams reset because the channel failed report why it failed.
+                let failure = match (code, fatal) {
+                    (CancelCode::ConnectionLost, Some(e)) => Failure::Wire(e.clone()),
+                    _ => Failure::Reset(code),
+                };
                 if let Some(tx) = p.head_tx {
-                    let _ = tx.send(Err(ClientError::Reset(code)));
+                    let _ = tx.send(Err(failure.clone().into()));
                 }
                 if let Some(tx) = p.body_tx {
-                    let _ = tx.send(BodyItem::Reset(code));
+                    let _ = tx.send(BodyItem::Failed(failure));
                 }
             }
         }
@@ -598,7 +637,16 @@ impl ChatStream {
                 return Ok(Some(d));
             }
             if self.finished {
-                return Ok(None);
+                // `[DONE]` is not the end: wait for the channel's end of stream so that
+                // truncation is caught (also when `[DONE]` shared a record with text).
+                return match self.response.chunk().await.map_err(ApiFailure::Client)? {
+                    None => Ok(None),
+                    Some(_) => Err(ApiFailure::Api {
+                        status: 200,
+                        code: "bad_chunk".into(),
+                        message: "data after [DONE]".into(),
+                    }),
+                };
             }
             match self.response.chunk().await.map_err(ApiFailure::Client)? {
                 None => {
@@ -636,17 +684,6 @@ impl ChatStream {
                                 self.finish_reason = Some(r.to_string());
                             }
                         }
-                    }
-                    if self.finished && self.queue.is_empty() {
-                        // Wait for the channel's end of stream so truncation is caught.
-                        return match self.response.chunk().await.map_err(ApiFailure::Client)? {
-                            None => Ok(None),
-                            Some(_) => Err(ApiFailure::Api {
-                                status: 200,
-                                code: "bad_chunk".into(),
-                                message: "data after [DONE]".into(),
-                            }),
-                        };
                     }
                 }
             }

@@ -471,10 +471,11 @@ async fn run_stream(
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
-                if let Ok(data) = f.into_data() {
-                    if !data.is_empty() && cmd_tx.send(Cmd::Data(id, data)).await.is_err() {
-                        return;
-                    }
+                if let Ok(data) = f.into_data()
+                    && !data.is_empty()
+                    && cmd_tx.send(Cmd::Data(id, data)).await.is_err()
+                {
+                    return;
                 }
             }
             Err(_) => {

@@ -123,6 +123,9 @@ pub struct EnclaveArgs {
     /// RSA size for a newly created simulated root (tests use 2048 for speed).
     #[arg(long, default_value_t = 4096, hide = true)]
     pub sim_rsa_bits: usize,
+    /// Exit when standard input closes (used by `sotto up` so children die with it).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 /// The simulated launch measurement: a digest over the enclave binary and the model, so
@@ -138,7 +141,26 @@ fn sim_measurement(weights: &[u8; 32], tokenizer: &[u8; 32]) -> Result<[u8; 48],
     Ok(h.finalize().into())
 }
 
+/// With `--exit-with-parent`: a parent that dies (even by SIGKILL) closes our stdin.
+fn exit_when_stdin_closes(enabled: bool) {
+    if !enabled {
+        return;
+    }
+    tokio::spawn(async {
+        use tokio::io::AsyncReadExt;
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = stdin.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+}
+
 pub async fn enclave(args: EnclaveArgs) -> Result<ExitCode, CliError> {
+    exit_when_stdin_closes(args.exit_with_parent);
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let (backend, claims): (Arc<dyn Backend>, sotto_wire::Claims) = match &args.upstream {
         Some(url) => {
@@ -222,9 +244,13 @@ pub struct RelayArgs {
     /// Maximum concurrent client connections.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Exit when standard input closes (used by `sotto up`).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 pub async fn relay(args: RelayArgs) -> Result<ExitCode, CliError> {
+    exit_when_stdin_closes(args.exit_with_parent);
     let config = sotto_relay::RelayConfig {
         enclaves: args.enclaves,
         max_connections: args.max_connections,
@@ -287,18 +313,26 @@ pub struct UpArgs {
     pub sim_rsa_bits: usize,
 }
 
+/// A child of `sotto up`. Holding `_lifeline` (its stdin) keeps it alive; when `up` dies,
+/// even by SIGKILL, the pipe closes and the child exits (`--exit-with-parent`).
+struct Child {
+    proc: tokio::process::Child,
+    _lifeline: Option<tokio::process::ChildStdin>,
+}
+
 /// Spawns `sotto <args>` and waits for its "listening on ADDR" line.
-async fn spawn_child(
-    args: &[String],
-    ready_prefix: &str,
-) -> Result<(tokio::process::Child, String), CliError> {
+async fn spawn_child(args: &[String], ready_prefix: &str) -> Result<(Child, String), CliError> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args(args)
+        .arg("--exit-with-parent")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
+    // `Child::wait` would close stdin; keep it apart so waiting does not stop the child.
+    let lifeline = child.stdin.take();
     let stdout = child.stdout.take().ok_or("no child stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -318,7 +352,13 @@ async fn spawn_child(
             println!("  {line}");
         }
     });
-    Ok((child, addr))
+    Ok((
+        Child {
+            proc: child,
+            _lifeline: lifeline,
+        },
+        addr,
+    ))
 }
 
 pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
@@ -366,10 +406,10 @@ pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
     println!("stack ready");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("stopping"),
-        s = enclave.wait() => eprintln!("enclave exited: {s:?}"),
-        s = relay.wait() => eprintln!("relay exited: {s:?}"),
+        s = enclave.proc.wait() => eprintln!("enclave exited: {s:?}"),
+        s = relay.proc.wait() => eprintln!("relay exited: {s:?}"),
     }
-    let _ = relay.kill().await;
-    let _ = enclave.kill().await;
+    let _ = relay.proc.kill().await;
+    let _ = enclave.proc.kill().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,376 @@
+//! End-to-end: enclave and relay as real processes on loopback, `sotto` commands as a user
+//! runs them, and recording proxies on both sides of the relay.
+
+mod common;
+
+use common::*;
+
+/// The core promise: a chat through the relay gives the reference answer, and nothing the
+/// relay handles contains the prompt or the answer in any encoding we can think of.
+#[test]
+fn private_chat_matches_reference_and_relay_sees_only_ciphertext() {
+    let enclave = start_enclave();
+    // relay -> [proxy B] -> enclave : what the relay forwarded to the enclave.
+    let (enclave_side, rec_b) = recording_proxy(&enclave.addr);
+    let (_relay, relay_addr) = start_relay(&enclave_side.to_string());
+    // client -> [proxy A] -> relay : what the relay received from and sent to the client.
+    let (client_side, rec_a) = recording_proxy(&relay_addr);
+    let url = format!("ws://{client_side}/v1/channel");
+    let state = path_str(enclave.state.path());
+    let (code, stdout, stderr) = output(sotto().args(ask_args(
+        &url,
+        &[
+            "--allow-simulated",
+            "--state-dir",
+            &state,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "120",
+            PROMPT,
+        ],
+    )));
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        stderr.contains("SIMULATED TEE"),
+        "the client must say loudly that the TEE is simulated"
+    );
+    let answer = stdout.trim_end_matches('\n');
+    let full = format!("{PROMPT}{answer}");
+    let reference = reference_text();
+    assert!(
+        full.starts_with(&reference),
+        "greedy answer differs from the llama2.c reference:\n{full}"
+    );
+
+    // A non-streaming request too: its answer travels as one JSON string, so a leak would
+    // show the whole text contiguously (a streamed answer is split across chunks).
+    let root = enclave.sim_root();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let whole = rt.block_on(async {
+        let mut cfg = sotto_client::ClientConfig::new(url.clone());
+        cfg.trust.simulation_root = Some(hex::decode(&root).unwrap().try_into().unwrap());
+        let (session, v) = sotto_client::connect(&cfg).await.unwrap();
+        assert!(v.is_simulated());
+        let body = serde_json::json!({
+            "model": "stories260K", "messages": [{"role": "user", "content": PROMPT}],
+            "temperature": 0, "max_tokens": 120, "stream": false
+        });
+        let resp = session
+            .post_json("/v1/chat/completions", &body)
+            .await
+            .unwrap();
+        assert_eq!(resp.head.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    assert!(
+        answer.starts_with(&whole) || whole.starts_with(answer),
+        "streamed and whole answers differ"
+    );
+
+    for (name, rec) in [("client<->relay", &rec_a), ("relay<->enclave", &rec_b)] {
+        let bytes = rec.all();
+        assert!(
+            bytes.len() > answer.len(),
+            "{name}: suspiciously little traffic recorded ({} bytes)",
+            bytes.len()
+        );
+        let mut l = leaks(&bytes, PROMPT);
+        l.extend(leaks(&bytes, answer));
+        l.extend(leaks(&bytes, &whole));
+        assert!(l.is_empty(), "{name} carried plaintext: {l:?}");
+    }
+}
+
+/// Control for the leak detector: the same request to the plaintext engine server is caught.
+#[test]
+fn leak_detector_catches_plaintext_traffic() {
+    let m = model_dir();
+    let (_serve, addr) = spawn_until(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            m.join("stories260K.bin").to_str().unwrap(),
+            "--tokenizer",
+            m.join("tok512.bin").to_str().unwrap(),
+        ],
+        "plaintext engine server (NOT private) listening on ",
+    );
+    let (proxy, rec) = recording_proxy(&addr);
+    let body = serde_json::json!({
+        "model": "stories260K",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0, "max_tokens": 60, "stream": false
+    })
+    .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        let req = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        out
+    });
+    assert!(String::from_utf8_lossy(&answer).contains("chat.completion"));
+    let found = leaks(&rec.all(), PROMPT);
+    assert!(
+        !found.is_empty(),
+        "the detector must find the prompt in plaintext traffic"
+    );
+    assert!(leaks(&rec.all(), "She loved to play outside in the park").len() > 1);
+}
+
+#[test]
+fn verify_json_lists_every_check() {
+    let enclave = start_enclave();
+    let (_relay, relay_addr) = start_relay(&enclave.addr);
+    let url = format!("ws://{relay_addr}/v1/channel");
+    let root = enclave.sim_root();
+    let (code, stdout, stderr) = output(sotto().args([
+        "verify",
+        "--json",
+        "--relay",
+        &url,
+        "--allow-simulated",
+        "--sim-root",
+        &root,
+    ]));
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["simulated"], true);
+    assert_eq!(v["root_sha256"], root.as_str());
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "platform",
+        "root",
+        "cert_chain",
+        "report_signature",
+        "report_data",
+        "key_binding",
+        "model",
+    ] {
+        assert!(names.contains(&want), "missing check {want} in {names:?}");
+    }
+    let weights = std::fs::read(model_dir().join("stories260K.bin")).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        v["model"]["weights_sha256"],
+        hex::encode(sha2::Sha256::digest(&weights))
+    );
+
+    // Pinning the model digest: the right one passes, a wrong one fails with exit 10.
+    let good = hex::encode(sha2::Sha256::digest(&weights));
+    let (code, _, _) = output(sotto().args([
+        "verify",
+        "--relay",
+        &url,
+        "--allow-simulated",
+        "--sim-root",
+        &root,
+        "--expect-model-sha256",
+        &good,
+    ]));
+    assert_eq!(code, 0);
+    let (code, _, stderr) = output(sotto().args([
+        "verify",
+        "--relay",
+        &url,
+        "--allow-simulated",
+        "--sim-root",
+        &root,
+        "--expect-model-sha256",
+        &"00".repeat(32),
+    ]));
+    assert_eq!(code, 10);
+    assert!(stderr.contains("MODEL_DIGEST_MISMATCH"), "{stderr}");
+}
+
+/// Without the user's opt-in the simulated TEE is refused, and the enclave receives nothing
+/// but the first handshake message.
+#[test]
+fn simulated_tee_refused_without_opt_in_and_nothing_sent() {
+    let enclave = start_enclave();
+    let (enclave_side, rec) = recording_proxy(&enclave.addr);
+    let (_relay, relay_addr) = start_relay(&enclave_side.to_string());
+    let url = format!("ws://{relay_addr}/v1/channel");
+    let (code, stdout, stderr) = output(sotto().args(ask_args(&url, &["a secret question"])));
+    assert_eq!(code, 10, "stderr: {stderr}");
+    assert!(stderr.contains("SIMULATION_NOT_ALLOWED"), "{stderr}");
+    assert!(stdout.trim().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let channels = rec.to_server_of(b"GET /channel");
+    assert_eq!(channels.len(), 1, "one channel connection expected");
+    assert_eq!(
+        count_ws_client_messages(&channels[0]),
+        1,
+        "only the handshake's first message may reach the enclave"
+    );
+    assert!(leaks(&rec.all(), "a secret question").is_empty());
+
+    let (code, _, stderr) = output(sotto().args(["verify", "--relay", &url]));
+    assert_eq!(code, 10, "{stderr}");
+}
+
+#[test]
+fn wrong_pinned_root_is_refused() {
+    let enclave = start_enclave();
+    let (_relay, relay_addr) = start_relay(&enclave.addr);
+    let url = format!("ws://{relay_addr}/v1/channel");
+    let wrong = "ab".repeat(32);
+    let (code, _, stderr) = output(sotto().args(ask_args(
+        &url,
+        &["--allow-simulated", "--sim-root", &wrong, "hi"],
+    )));
+    assert_eq!(code, 10);
+    assert!(stderr.contains("ROOT_NOT_TRUSTED"), "{stderr}");
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+}
+
+#[test]
+fn client_configuration_errors_are_clear() {
+    let (code, _, stderr) = output(sotto().args([
+        "ask",
+        "--relay",
+        "ws://127.0.0.1:9/v1/channel",
+        "--sim-root",
+        "00",
+        "x",
+    ]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--sim-root requires --allow-simulated"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(sotto().args([
+        "ask",
+        "--relay",
+        "ws://127.0.0.1:9/v1/channel",
+        "--allow-simulated",
+        "--sim-root",
+        "zz",
+        "x",
+    ]));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("not hex"), "{stderr}");
+    let (code, _, stderr) =
+        output(sotto().args(["ask", "--relay", "ws://127.0.0.1:9/v1/channel", "x"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("RELAY") || stderr.contains("relay"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn relay_closes_on_oversized_frame() {
+    use futures_util::{SinkExt, StreamExt};
+    let enclave = start_enclave();
+    let (_relay, relay_addr) = start_relay(&enclave.addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{relay_addr}/v1/channel"),
+            Some(cfg),
+            false,
+        )
+        .await
+        .unwrap();
+        let big = vec![7u8; 200_000];
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(big.into()))
+            .await;
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("relay must react");
+        match msg {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1009, "message too big")
+            }
+            other => assert!(
+                matches!(
+                    other,
+                    None | Some(Err(_))
+                        | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(None)))
+                ),
+                "{other:?}"
+            ),
+        }
+    });
+}
+
+/// `sotto up` as the README runs it: starts both processes, serves a chat, stops on SIGINT
+/// and takes its children with it.
+#[test]
+fn sotto_up_serves_and_stops_cleanly() {
+    let state = tempfile::tempdir().unwrap();
+    let m = model_dir();
+    let (mut up, relay_url) = spawn_until(
+        &[
+            "up",
+            "--port",
+            "0",
+            "--enclave-port",
+            "0",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--model",
+            m.join("stories260K.bin").to_str().unwrap(),
+            "--sim-rsa-bits",
+            "2048",
+        ],
+        "relay:",
+    );
+    let (code, stdout, stderr) = output(sotto().args(ask_args(
+        &relay_url,
+        &[
+            "--allow-simulated",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "255",
+            "",
+        ],
+    )));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with(&reference_text()), "{stdout}");
+    // Ctrl-C: the stack stops and the relay port closes.
+    let pid = up.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = up.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let addr = relay_url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1/channel")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "relay still listening after Ctrl-C"
+    );
+}
