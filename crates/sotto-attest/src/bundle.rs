@@ -1,6 +1,6 @@
 //! The evidence bundle: everything an enclave sends so that a client can verify it offline.
 //!
-//! The byte layout is specified in `BUNDLE.md` next to this crate's `Cargo.toml`. In short:
+//! The byte layout is specified in `docs/protocol.md` (section 6) at the repository root. In short:
 //! magic `SOTE`, format version 1, platform byte, length-prefixed (u32 big-endian) report
 //! and endorsement certificate, a flags byte for the optional ASK and ARK, then a u16 count
 //! of `(u16 tag, u32 length, bytes)` extra items. Every variable field is capped at
@@ -104,7 +104,7 @@ impl<'a> Decoder<'a> {
 }
 
 impl EvidenceBundle {
-    /// Canonical encoding (see the module documentation and `BUNDLE.md`).
+    /// Canonical encoding (see the module documentation and `docs/protocol.md`, section 6).
     ///
     /// A bundle that exceeds the limits ([`MAX_FIELD_LEN`], [`MAX_EXTRAS`]) still encodes,
     /// but [`decode`](Self::decode) rejects the result; use

@@ -4,7 +4,7 @@
 //! - [`snp`]: the AMD SEV-SNP `ATTESTATION_REPORT` (versions 2–5), parsed and re-encoded
 //!   byte for byte.
 //! - [`EvidenceBundle`]: the canonical, versioned container an enclave sends (report,
-//!   certificates, extensible extras). Layout in `BUNDLE.md`.
+//!   certificates, extensible extras). Layout in `docs/protocol.md`, section 6.
 //! - [`verify`]: checks a bundle against a [`Policy`] at a caller-supplied time.
 //! - [`amd`]: AMD certificate conventions (VCEK TCB extensions).
 //!
@@ -23,7 +23,9 @@ mod verify;
 
 pub use bundle::{EvidenceBundle, Extra, MAX_EXTRAS, MAX_FIELD_LEN, tags};
 pub use error::AttestError;
-pub use verify::{Policy, SimulationPin, Step, TrustRoots, Verified, verify};
+pub use verify::{
+    ChainCache, Policy, SimulationPin, Step, TrustRoots, Verified, verify, verify_cached,
+};
 
 use sha2::{Digest, Sha256};
 

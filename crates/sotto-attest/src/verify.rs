@@ -98,6 +98,68 @@ pub fn verify(
     policy: &Policy,
     now_unix: u64,
 ) -> Result<Verified, AttestError> {
+    verify_cached(bundle, policy, now_unix, &mut ChainCache::default())
+}
+
+/// Remembers certificate chains (exact DER bytes of ARK, ASK and VCEK) whose signatures
+/// verified, so that later handshakes with the same chip skip the three RSA verifications.
+/// Everything else — validity at `now`, the report signature, bindings and policy — is
+/// still checked every time. Bounded: the oldest entry is evicted first.
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    entries: Vec<([u8; 32], [x509_cert::Certificate; 3])>,
+}
+
+impl ChainCache {
+    /// Most chains remembered.
+    pub const CAPACITY: usize = 16;
+
+    fn key(ark: &[u8], ask: &[u8], vcek: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [ark, ask, vcek] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn verify_chain(
+        &mut self,
+        ark: &[u8],
+        ask: &[u8],
+        vcek: &[u8],
+    ) -> Result<[x509_cert::Certificate; 3], AttestError> {
+        let key = Self::key(ark, ask, vcek);
+        if let Some((_, chain)) = self.entries.iter().find(|(k, _)| *k == key) {
+            return Ok(chain.clone());
+        }
+        let chain = amd::verify_chain(ark, ask, vcek)?;
+        if self.entries.len() >= Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, chain.clone()));
+        Ok(chain)
+    }
+
+    /// Number of chains remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no chain is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// [`verify`] with a [`ChainCache`] that persists across calls.
+pub fn verify_cached(
+    bundle: &EvidenceBundle,
+    policy: &Policy,
+    now_unix: u64,
+    cache: &mut ChainCache,
+) -> Result<Verified, AttestError> {
     let mut steps = Vec::new();
     let mut step = |name: &'static str, result: String| steps.push(Step { name, result });
 
@@ -157,7 +219,7 @@ pub fn verify(
                 .ok_or_else(|| AttestError::chain("ASK certificate missing"))?;
             (
                 ark_fingerprint,
-                amd::verify_chain(ark_der, ask_der, &bundle.vcek)?,
+                cache.verify_chain(ark_der, ask_der, &bundle.vcek)?,
             )
         }
         None => {
@@ -165,7 +227,8 @@ pub fn verify(
             let candidates = amd::builtin_chains(report.generation());
             let mut result = Err(AttestError::PlatformNotSupported(Platform::SevSnp));
             for (ark_der, ask_der) in candidates {
-                result = amd::verify_chain(ark_der, ask_der, &bundle.vcek)
+                result = cache
+                    .verify_chain(ark_der, ask_der, &bundle.vcek)
                     .map(|chain| (fingerprint(ark_der), chain));
                 if result.is_ok() {
                     break;

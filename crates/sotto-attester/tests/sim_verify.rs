@@ -400,3 +400,36 @@ fn simulated_evidence_relabelled_as_hardware_or_tdx_is_rejected() {
         "PLATFORM_NOT_SUPPORTED"
     );
 }
+
+/// A cached chain skips only the chain signatures: validity, the report signature and the
+/// bindings are still checked on every call, and a different chain is not confused with it.
+#[test]
+fn chain_cache_skips_only_chain_signatures() {
+    use sotto_attest::{ChainCache, verify_cached};
+    let f = fx();
+    let mut cache = ChainCache::default();
+    let bundle = received(&f.a.evidence(&RD).unwrap());
+    verify_cached(&bundle, &policy_for(&f.a), f.now, &mut cache).unwrap();
+    assert_eq!(cache.len(), 1);
+    verify_cached(&bundle, &policy_for(&f.a), f.now, &mut cache).unwrap();
+    assert_eq!(cache.len(), 1, "same chain: served from the cache");
+
+    let mut tampered = bundle.clone();
+    tampered.report[0x50] ^= 1;
+    let r = verify_cached(&tampered, &policy_for(&f.a), f.now, &mut cache);
+    assert_eq!(code(r), "REPORT_SIGNATURE_INVALID");
+
+    let (_, not_after) = validity(&bundle.vcek);
+    let r = verify_cached(&bundle, &policy_for(&f.a), not_after + 1, &mut cache);
+    assert_eq!(code(r), "CERT_EXPIRED");
+
+    let r = verify_cached(&bundle, &Policy::new(policy_for(&f.a).roots, [0; 64]), f.now, &mut cache);
+    assert_eq!(code(r), "REPORT_DATA_MISMATCH");
+
+    // A VCEK from another chain under A's ARK/ASK is not in the cache and fails.
+    let mut foreign = bundle.clone();
+    foreign.vcek = f.b.vcek_der().to_vec();
+    let r = verify_cached(&foreign, &policy_for(&f.a), f.now, &mut cache);
+    assert_eq!(code(r), "CERT_CHAIN_INVALID");
+    assert_eq!(cache.len(), 1, "failed chains are never cached");
+}

@@ -292,7 +292,13 @@ pub fn verify_hello(
     let mut policy = Policy::new(roots, hello.expected_report_data());
     policy.expected_measurement = trust.expected_measurement;
     // REPORT_DATA covers the claims, so they are trustworthy once this passes.
-    let verified = sotto_attest::verify(&bundle, &policy, now_unix)?;
+    // Chains that verified before are remembered process-wide (exact bytes only).
+    static CHAINS: std::sync::Mutex<Option<sotto_attest::ChainCache>> = std::sync::Mutex::new(None);
+    let verified = {
+        let mut guard = CHAINS.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = guard.get_or_insert_with(Default::default);
+        sotto_attest::verify_cached(&bundle, &policy, now_unix, cache)?
+    };
     let claims = Claims::decode(hello.claims())?;
     Ok((verified, claims))
 }

@@ -41,6 +41,11 @@ pub fn router(state: ApiState) -> Router {
 ///
 /// No TLS: meant for loopback (the plaintext baseline and test upstreams).
 pub async fn serve_plain(listener: tokio::net::TcpListener, router: Router) -> io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Streamed tokens are small writes: disable Nagle so they are not held back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).await
 }
 

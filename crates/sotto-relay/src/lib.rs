@@ -163,6 +163,11 @@ where
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "relay listening");
     }
+    use axum::serve::ListenerExt;
+    // Records are small and latency-sensitive: disable Nagle on client connections.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await

@@ -68,11 +68,9 @@ pub fn spawn_until(args: &[&str], prefix: &str) -> (Proc, String) {
         let mut found = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if !found {
-                if let Some(rest) = line.trim_start().strip_prefix(prefix.as_str()) {
-                    found = true;
-                    let _ = tx.send(rest.trim().to_string());
-                }
+            if let (false, Some(rest)) = (found, line.trim_start().strip_prefix(prefix.as_str())) {
+                found = true;
+                let _ = tx.send(rest.trim().to_string());
             }
         }
     });
@@ -132,10 +130,12 @@ pub fn start_relay(enclave_addr: &str) -> (Proc, String) {
     )
 }
 
+type Bytes = Arc<Mutex<Vec<u8>>>;
+
 /// Everything that crossed a recording proxy: per connection, (to server, to client).
 #[derive(Clone, Default)]
 pub struct Recording {
-    pub conns: Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>>,
+    pub conns: Arc<Mutex<Vec<(Bytes, Bytes)>>>,
 }
 
 impl Recording {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the wasm32 build of the sans-I/O crates, and
+# every test (unit, property, adversarial, end-to-end with real processes on loopback).
+# Uses ../shared (models, attestation evidence) in place.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "wasm32 build of sotto-wire and sotto-attest"
+scripts/wasm-check.sh
+
+step "cargo test"
+cargo test --workspace --locked
