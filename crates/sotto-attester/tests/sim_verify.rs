@@ -423,7 +423,12 @@ fn chain_cache_skips_only_chain_signatures() {
     let r = verify_cached(&bundle, &policy_for(&f.a), not_after + 1, &mut cache);
     assert_eq!(code(r), "CERT_EXPIRED");
 
-    let r = verify_cached(&bundle, &Policy::new(policy_for(&f.a).roots, [0; 64]), f.now, &mut cache);
+    let r = verify_cached(
+        &bundle,
+        &Policy::new(policy_for(&f.a).roots, [0; 64]),
+        f.now,
+        &mut cache,
+    );
     assert_eq!(code(r), "REPORT_DATA_MISMATCH");
 
     // A VCEK from another chain under A's ARK/ASK is not in the cache and fails.

@@ -469,7 +469,10 @@ async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedRece
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => conn.transport_closed(),
                 };
                 while let Some(ev) = conn.poll_event() {
-                    on_event(ev, &mut pending, fatal.as_ref());
+                    if let Some(abandoned) = on_event(ev, &mut pending, fatal.as_ref()) {
+                        // The caller stopped waiting for this response: stop the enclave too.
+                        let _ = conn.cancel(abandoned, CancelCode::Cancelled);
+                    }
                 }
                 if result.is_err() || !conn.is_open() {
                     break;
@@ -480,7 +483,7 @@ async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedRece
             if ws.send(Message::Binary(r.into())).await.is_err() {
                 let _ = conn.transport_closed();
                 while let Some(ev) = conn.poll_event() {
-                    on_event(ev, &mut pending, None);
+                    let _ = on_event(ev, &mut pending, None);
                 }
                 return;
             }
@@ -518,13 +521,21 @@ fn open(
     Ok(id)
 }
 
-fn on_event(ev: Event, pending: &mut HashMap<u32, Pending>, fatal: Option<&sotto_wire::WireError>) {
+/// Applies one channel event; returns a stream id whose requester has gone away (its
+/// `Session::request` future was dropped), which the caller then cancels.
+fn on_event(
+    ev: Event,
+    pending: &mut HashMap<u32, Pending>,
+    fatal: Option<&sotto_wire::WireError>,
+) -> Option<u32> {
     match ev {
         Event::Response { id, head } => {
             if let Some(p) = pending.get_mut(&id)
                 && let (Some(tx), Some(rx)) = (p.head_tx.take(), p.body_rx.take())
+                && tx.send(Ok((id, head, rx))).is_err()
             {
-                let _ = tx.send(Ok((id, head, rx)));
+                pending.remove(&id);
+                return Some(id);
             }
         }
         Event::Data { id, data } => {
@@ -556,6 +567,7 @@ fn on_event(ev: Event, pending: &mut HashMap<u32, Pending>, fatal: Option<&sotto
         }
         Event::Request { .. } | Event::Closed { .. } => {}
     }
+    None
 }
 
 /// Parses one server-sent-events body incrementally: feed chunks, get `data:` payloads.

@@ -621,6 +621,41 @@ async fn cancel_stops_generation_in_the_enclave_and_the_session_survives() {
     .await;
 }
 
+/// A caller that gives up before the response head arrives (its `request` future is
+/// dropped) must not leave the enclave generating.
+#[tokio::test]
+async fn abandoned_request_is_cancelled_in_the_enclave() {
+    within(async {
+        let (stack, relay) = stack_and_relay(StackOpts {
+            throttle: Some(Duration::from_millis(10)),
+            ..Default::default()
+        })
+        .await;
+        let session = connect(relay.url()).await;
+        let request = serde_json::json!({
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": "Once upon a time"}],
+            "temperature": 1, "seed": 7, "max_tokens": 400, "stream": true,
+        });
+        // The first poll sends the request; the zero timeout then drops the future.
+        let r = tokio::time::timeout(
+            Duration::ZERO,
+            session.post_json("/v1/chat/completions", &request),
+        )
+        .await;
+        assert!(r.is_err(), "the request future must have been abandoned");
+        let b = stack.backend.clone();
+        eventually("the enclave to cancel the abandoned generation", || {
+            b.cancelled_generations() == 1 && b.active_generations() == 0
+        })
+        .await;
+        assert_eq!(b.finished_generations(), 0);
+        let text = greedy_30(&session).await.expect("session still usable");
+        assert!(reference_text().starts_with(&text));
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 10. API errors through the channel
 // ---------------------------------------------------------------------------------------

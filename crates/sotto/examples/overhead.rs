@@ -21,7 +21,10 @@ use sotto_openai::{ApiState, BuiltinBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn model_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/stories260K"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260K"
+    ))
 }
 
 #[derive(Default)]
@@ -34,7 +37,11 @@ struct Sample {
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn request(max_tokens: u32) -> serde_json::Value {
@@ -71,7 +78,9 @@ async fn plain_once(addr: std::net::SocketAddr, max_tokens: u32) -> (Duration, u
         let mut chunk = &buf[..n];
         if !head_done {
             pending.extend_from_slice(chunk);
-            let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
             head_done = true;
             let rest = pending[p + 4..].to_vec();
             pending = rest;
@@ -92,7 +101,10 @@ async fn plain_once(addr: std::net::SocketAddr, max_tokens: u32) -> (Duration, u
 
 async fn private_once(session: &Session, max_tokens: u32) -> (Duration, usize, Duration) {
     let t0 = Instant::now();
-    let mut resp = session.post_json("/v1/chat/completions", &request(max_tokens)).await.unwrap();
+    let mut resp = session
+        .post_json("/v1/chat/completions", &request(max_tokens))
+        .await
+        .unwrap();
     assert_eq!(resp.head.status, 200);
     let mut sse = SseParser::default();
     let mut ttft = None;
@@ -158,11 +170,16 @@ fn handshake_client_cpu(sim: &SimulatedTee, n: usize) -> (f64, f64, f64) {
     .encode()
     .unwrap();
     let roots = sotto_attest::TrustRoots {
-        simulation: Some(sotto_attest::SimulationPin { ark_fingerprint: sim.root_fingerprint() }),
+        simulation: Some(sotto_attest::SimulationPin {
+            ark_fingerprint: sim.root_fingerprint(),
+        }),
     };
     // A cache of our own, cold at the start (the client library's is process-wide).
     let mut cache = sotto_attest::ChainCache::default();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut noise = Vec::new();
     let mut verify = Vec::new();
     for i in 0..n {
@@ -233,9 +250,11 @@ async fn main() {
     let api = sotto_openai::router(ApiState::new(Arc::new(
         BuiltinBackend::new(model.clone(), "stories260K").with_max_concurrent(1),
     )));
-    let sim_for_enclave = SimulatedTee::load_or_create_with_key_bits(state.path(), [3; 48], rsa_bits).unwrap();
+    let sim_for_enclave =
+        SimulatedTee::load_or_create_with_key_bits(state.path(), [3; 48], rsa_bits).unwrap();
     let enclave = Arc::new(
-        sotto_enclave::Enclave::new(Arc::new(sim_for_enclave), &claims, api, Default::default()).unwrap(),
+        sotto_enclave::Enclave::new(Arc::new(sim_for_enclave), &claims, api, Default::default())
+            .unwrap(),
     );
     let el = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let enclave_addr = el.local_addr().unwrap();
@@ -244,7 +263,10 @@ async fn main() {
     let relay_addr = rl.local_addr().unwrap();
     tokio::spawn(sotto_relay::serve(
         rl,
-        sotto_relay::RelayConfig { enclaves: vec![enclave_addr.to_string()], ..Default::default() },
+        sotto_relay::RelayConfig {
+            enclaves: vec![enclave_addr.to_string()],
+            ..Default::default()
+        },
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -281,19 +303,53 @@ async fn main() {
 
     let (pt, pp) = (median(&plain.ttft), median(&private.ttft));
     let (ps, qs) = (median(&plain.tps), median(&private.tps));
-    println!("# Sotto private-path overhead ({iterations} alternating runs each, {max_tokens} tokens, stories260K, greedy, sim RSA-{rsa_bits})");
-    println!("loopback RTT (TCP ping-pong, median):        {:8.3} ms", rtt);
+    println!(
+        "# Sotto private-path overhead ({iterations} alternating runs each, {max_tokens} tokens, stories260K, greedy, sim RSA-{rsa_bits})"
+    );
+    println!(
+        "loopback RTT (TCP ping-pong, median):        {:8.3} ms",
+        rtt
+    );
     println!("TTFT plaintext (new HTTP connection):       {:8.3} ms", pt);
     println!("TTFT private (open channel, via relay):     {:8.3} ms", pp);
-    println!("TTFT added by the private path:             {:8.3} ms (target <= 1 ms + one loopback RTT = {:.3} ms)", pp - pt, 1.0 + rtt);
+    println!(
+        "TTFT added by the private path:             {:8.3} ms (target <= 1 ms + one loopback RTT = {:.3} ms)",
+        pp - pt,
+        1.0 + rtt
+    );
     println!("tokens/s plaintext:                         {:8.0}", ps);
     println!("tokens/s private:                           {:8.0}", qs);
-    println!("tokens/s private / plaintext:               {:8.4} (target >= 0.99)", qs / ps);
-    println!("total ms plaintext / private (median):      {:8.3} / {:.3}", median(&plain.total), median(&private.total));
-    println!("connect + handshake + verify (wall, median):{:8.3} ms", median(&connect_ms));
-    println!("client handshake CPU, Noise only (median):  {:8.3} ms", noise_ms);
-    println!("client evidence verification, first (chain): {:7.3} ms", verify_cold_ms);
-    println!("client evidence verification, cached chain:  {:7.3} ms (median)", verify_ms);
-    println!("client handshake CPU, first contact:         {:7.3} ms", noise_ms + verify_cold_ms);
-    println!("client handshake CPU, known chip (median):   {:7.3} ms (target < 1 ms)", noise_ms + verify_ms);
+    println!(
+        "tokens/s private / plaintext:               {:8.4} (target >= 0.99)",
+        qs / ps
+    );
+    println!(
+        "total ms plaintext / private (median):      {:8.3} / {:.3}",
+        median(&plain.total),
+        median(&private.total)
+    );
+    println!(
+        "connect + handshake + verify (wall, median):{:8.3} ms",
+        median(&connect_ms)
+    );
+    println!(
+        "client handshake CPU, Noise only (median):  {:8.3} ms",
+        noise_ms
+    );
+    println!(
+        "client evidence verification, first (chain): {:7.3} ms",
+        verify_cold_ms
+    );
+    println!(
+        "client evidence verification, cached chain:  {:7.3} ms (median)",
+        verify_ms
+    );
+    println!(
+        "client handshake CPU, first contact:         {:7.3} ms",
+        noise_ms + verify_cold_ms
+    );
+    println!(
+        "client handshake CPU, known chip (median):   {:7.3} ms (target < 1 ms)",
+        noise_ms + verify_ms
+    );
 }

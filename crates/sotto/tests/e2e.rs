@@ -374,3 +374,53 @@ fn sotto_up_serves_and_stops_cleanly() {
         "relay still listening after Ctrl-C"
     );
 }
+
+/// `sotto chat` keeps multi-turn context: the second answer depends on the first turn.
+#[test]
+fn chat_is_multi_turn_and_exits_on_eof() {
+    use std::io::Write;
+    let enclave = start_enclave();
+    let (_relay, relay_addr) = start_relay(&enclave.addr);
+    let url = format!("ws://{relay_addr}/v1/channel");
+    let root = enclave.sim_root();
+    let common = [
+        "--relay",
+        url.as_str(),
+        "--allow-simulated",
+        "--sim-root",
+        root.as_str(),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+    ];
+    let mut child = sotto()
+        .arg("chat")
+        .args(common)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"Once upon a time\nThe dog was happy\n")
+            .unwrap();
+    } // EOF: chat exits after answering.
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SIMULATED TEE"));
+    let answers: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(answers.len(), 2, "two answers expected: {stdout:?}");
+    // The same second question asked alone gets another answer: the chat sent the history.
+    let (code, alone, _) = output(sotto().arg("ask").args(common).arg("The dog was happy"));
+    assert_eq!(code, 0);
+    assert_ne!(
+        answers[1].trim(),
+        alone.trim(),
+        "second turn ignored the conversation so far"
+    );
+}
