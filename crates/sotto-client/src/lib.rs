@@ -47,6 +47,22 @@ pub enum ClientError {
     /// The session's connection is gone.
     #[error("connection closed")]
     Closed,
+    /// Real-hardware evidence arrived but no measurement was pinned: the client cannot
+    /// tell the intended image from any other running on genuine hardware.
+    #[error(
+        "enclave verification failed [MEASUREMENT_NOT_PINNED]: real hardware evidence needs a pinned launch measurement"
+    )]
+    MeasurementNotPinned,
+    /// The enclave serves other weights than the ones required.
+    #[error(
+        "enclave verification failed [MODEL_DIGEST_MISMATCH]: enclave serves weights {got}, expected {expected}"
+    )]
+    ModelDigestMismatch {
+        /// Hex digest the enclave claims.
+        got: String,
+        /// Hex digest required.
+        expected: String,
+    },
     /// Timed out.
     #[error("timed out during {0}")]
     Timeout(&'static str),
@@ -64,18 +80,36 @@ impl ClientError {
             ClientError::Reset(_) => "STREAM_RESET",
             ClientError::Closed => "CONNECTION_CLOSED",
             ClientError::Timeout(_) => "TIMEOUT",
+            ClientError::MeasurementNotPinned => "MEASUREMENT_NOT_PINNED",
+            ClientError::ModelDigestMismatch { .. } => "MODEL_DIGEST_MISMATCH",
         }
+    }
+
+    /// True when the enclave was rejected by verification (nothing was sent to it).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Verification(_)
+                | ClientError::MeasurementNotPinned
+                | ClientError::ModelDigestMismatch { .. }
+        )
     }
 }
 
-/// Which roots the client trusts.
+/// Which roots the client trusts and what it requires of the enclave.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
     /// Accept the simulated TEE, pinned to this ARK fingerprint. `None` (the default)
     /// rejects simulated evidence.
     pub simulation_root: Option<[u8; 32]>,
-    /// If set, the attested launch measurement must equal this.
+    /// The attested launch measurement must equal this. Required for real hardware (a
+    /// genuine chip running someone else's image is not the enclave you meant) unless
+    /// `allow_unpinned_measurement` is set; the release manifest will supply it.
     pub expected_measurement: Option<[u8; 48]>,
+    /// Accept real-hardware evidence without a measurement pin (auditing only).
+    pub allow_unpinned_measurement: bool,
+    /// The enclave's claimed weights digest must equal this.
+    pub expected_weights_sha256: Option<[u8; 32]>,
 }
 
 /// Client configuration.
@@ -91,6 +125,11 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// Time allowed for connect + handshake.
     pub connect_timeout: Duration,
+    /// Time allowed between sending a request and its response head.
+    pub response_timeout: Duration,
+    /// Longest silence allowed between two body chunks of a response (a stalling relay
+    /// otherwise leaves the reader waiting forever).
+    pub read_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -102,6 +141,8 @@ impl ClientConfig {
             fresh_evidence: true,
             limits: Limits::default(),
             connect_timeout: Duration::from_secs(15),
+            response_timeout: Duration::from_secs(120),
+            read_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -140,6 +181,7 @@ pub struct Response {
     /// Set once the stream failed: every later read repeats the error, so a failed body
     /// can never turn into a clean end.
     failed: Option<Failure>,
+    read_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -156,6 +198,8 @@ enum Failure {
     Reset(CancelCode),
     /// The channel failed with this error (e.g. a record failed authentication).
     Wire(sotto_wire::WireError),
+    /// The reader gave up waiting (the stream was cancelled).
+    Timeout,
 }
 
 impl From<Failure> for ClientError {
@@ -163,6 +207,7 @@ impl From<Failure> for ClientError {
         match f {
             Failure::Reset(code) => ClientError::Reset(code),
             Failure::Wire(e) => ClientError::Wire(e),
+            Failure::Timeout => ClientError::Timeout("reading the response"),
         }
     }
 }
@@ -177,7 +222,17 @@ impl Response {
         if self.done {
             return Ok(None);
         }
-        let failure = match self.body.recv().await {
+        let item = match tokio::time::timeout(self.read_timeout, self.body.recv()).await {
+            Ok(item) => item,
+            Err(_) => {
+                // Give up on this stream (and tell the enclave to stop), but a stall is not
+                // an end: report it as such.
+                self.send_cancel();
+                self.failed = Some(Failure::Timeout);
+                return Err(Failure::Timeout.into());
+            }
+        };
+        let failure = match item {
             Some(BodyItem::Data(d)) => return Ok(Some(d)),
             Some(BodyItem::End) => {
                 self.done = true;
@@ -243,6 +298,8 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct Session {
     cmd: mpsc::UnboundedSender<Cmd>,
+    response_timeout: Duration,
+    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -284,6 +341,14 @@ pub fn verify_hello(
     now_unix: u64,
 ) -> Result<(Verified, Claims), ClientError> {
     let bundle = EvidenceBundle::decode(hello.evidence())?;
+    // Genuine hardware proves only that *some* image runs on a genuine chip: without a
+    // measurement pin, the operator's own image would pass.
+    if bundle.platform != sotto_attest::Platform::SimulatedSnp
+        && trust.expected_measurement.is_none()
+        && !trust.allow_unpinned_measurement
+    {
+        return Err(ClientError::MeasurementNotPinned);
+    }
     let roots = TrustRoots {
         simulation: trust
             .simulation_root
@@ -300,6 +365,14 @@ pub fn verify_hello(
         sotto_attest::verify_cached(&bundle, &policy, now_unix, cache)?
     };
     let claims = Claims::decode(hello.claims())?;
+    if let Some(want) = trust.expected_weights_sha256
+        && want != claims.weights_sha256
+    {
+        return Err(ClientError::ModelDigestMismatch {
+            got: hex::encode(claims.weights_sha256),
+            expected: hex::encode(want),
+        });
+    }
     Ok((verified, claims))
 }
 
@@ -360,7 +433,12 @@ async fn connect_inner(
         fresh: nonce.is_some(),
         elapsed: started.elapsed(),
     };
-    Ok((Session { cmd: cmd_tx }, verification))
+    let session = Session {
+        cmd: cmd_tx,
+        response_timeout: config.response_timeout,
+        read_timeout: config.read_timeout,
+    };
+    Ok((session, verification))
 }
 
 impl Session {
@@ -374,7 +452,12 @@ impl Session {
                 reply: tx,
             })
             .map_err(|_| ClientError::Closed)?;
-        let (id, head, body) = rx.await.map_err(|_| ClientError::Closed)??;
+        // On timeout `rx` is dropped; the connection task then cancels the stream when its
+        // head arrives.
+        let (id, head, body) = tokio::time::timeout(self.response_timeout, rx)
+            .await
+            .map_err(|_| ClientError::Timeout("waiting for the response"))?
+            .map_err(|_| ClientError::Closed)??;
         Ok(Response {
             head,
             id,
@@ -382,6 +465,7 @@ impl Session {
             cmd: self.cmd.clone(),
             done: false,
             failed: None,
+            read_timeout: self.read_timeout,
         })
     }
 
@@ -423,7 +507,19 @@ impl Session {
     }
 }
 
-async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+async fn drive(ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+    // Writing happens in its own task so that reading never stops while a write is
+    // blocked (otherwise a large upload and many responses can deadlock both ends).
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(r) = out_rx.recv().await {
+            if sink.send(Message::Binary(r.into())).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut closing = false;
     // The error that killed the channel, reported to every stream it cut off. `None` when
@@ -451,7 +547,7 @@ async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedRece
                     closing = true;
                 }
             },
-            msg = ws.next() => {
+            msg = stream.next() => {
                 let result = match msg {
                     Some(Ok(Message::Binary(b))) => {
                         let r = conn.handle_record(&b);
@@ -480,15 +576,16 @@ async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedRece
             }
         }
         while let Some(r) = conn.poll_transmit() {
-            if ws.send(Message::Binary(r.into())).await.is_err() {
+            if out_tx.send(r).is_err() {
+                // The writer failed: the transport is gone.
                 let _ = conn.transport_closed();
                 while let Some(ev) = conn.poll_event() {
                     let _ = on_event(ev, &mut pending, None);
                 }
-                return;
+                break;
             }
         }
-        if closing {
+        if closing || !conn.is_open() {
             break;
         }
     }
@@ -505,7 +602,9 @@ async fn drive(mut ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedRece
             let _ = tx.send(BodyItem::Failed(failure.clone()));
         }
     }
-    let _ = ws.close(None).await;
+    // Let the writer send what is queued (e.g. CLOSE), then close the WebSocket.
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
 fn open(

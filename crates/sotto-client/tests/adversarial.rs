@@ -186,7 +186,7 @@ async fn report_data_binding_another_key_is_rejected_before_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_evidence_needs_opt_in_and_the_pinned_root() {
     within(async {
-        let cases: [(Trust, &str); 3] = [
+        let cases: [(Trust, &str); 4] = [
             (Trust::default(), "SIMULATION_NOT_ALLOWED"),
             (
                 Trust {
@@ -199,8 +199,17 @@ async fn simulated_evidence_needs_opt_in_and_the_pinned_root() {
                 Trust {
                     simulation_root: Some(tee().root_fingerprint()),
                     expected_measurement: Some([0xA5; 48]),
+                    ..Trust::default()
                 },
                 "MEASUREMENT_MISMATCH",
+            ),
+            (
+                Trust {
+                    simulation_root: Some(tee().root_fingerprint()),
+                    expected_weights_sha256: Some([0x5A; 32]),
+                    ..Trust::default()
+                },
+                "MODEL_DIGEST_MISMATCH",
             ),
         ];
         for (trust, code) in cases {
@@ -209,7 +218,7 @@ async fn simulated_evidence_needs_opt_in_and_the_pinned_root() {
             cfg.trust = trust;
             let err = connect_err(&cfg).await;
             assert_eq!(err.code(), code, "{err}");
-            assert!(matches!(err, ClientError::Verification(_)));
+            assert!(err.is_rejection(), "{err}");
             assert_nothing_sent(&relay, &stack).await;
         }
     })
@@ -405,6 +414,46 @@ async fn connection_cut_mid_stream_is_truncation_not_completion() {
             assert!(!text.is_empty());
             assert!(reference_text().starts_with(&text));
         }
+    })
+    .await;
+}
+
+/// A relay that stalls (keeps the connection, forwards nothing) cannot hang the client:
+/// waiting for a head and waiting between chunks both time out, and a timed-out body
+/// never turns into a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalling_relay_times_out() {
+    within(async {
+        let stack = Stack::start().await;
+        // Stall after the handshake reply: no response head ever comes.
+        let mut opts = RelayOpts::new(stack.addr);
+        opts.e2c = stall_from(1);
+        let relay = EvilRelay::start(opts).await;
+        let mut cfg = client_config(relay.url());
+        cfg.response_timeout = Duration::from_millis(300);
+        let (session, _) = sotto_client::connect(&cfg).await.expect("connect");
+        let err = session.post_json("/v1/chat/completions", &greedy("", 30)).await.unwrap_err();
+        assert_eq!(err.code(), "TIMEOUT");
+
+        // Stall in the middle of the body.
+        let mut opts = RelayOpts::new(stack.addr);
+        opts.e2c = stall_from(MID_BODY);
+        let relay = EvilRelay::start(opts).await;
+        let mut cfg = client_config(relay.url());
+        cfg.read_timeout = Duration::from_millis(300);
+        let (session, _) = sotto_client::connect(&cfg).await.expect("connect");
+        let mut request = greedy("", 30);
+        request["stream"] = true.into();
+        let mut resp = session.post_json("/v1/chat/completions", &request).await.expect("head");
+        let err = loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a stalled stream was taken as complete"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.code(), "TIMEOUT");
+        assert!(resp.chunk().await.is_err(), "the failure must be sticky");
     })
     .await;
 }

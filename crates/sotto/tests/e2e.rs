@@ -134,7 +134,8 @@ fn leak_detector_catches_plaintext_traffic() {
 #[test]
 fn verify_json_lists_every_check() {
     let enclave = start_enclave();
-    let (_relay, relay_addr) = start_relay(&enclave.addr);
+    let (enclave_side, rec) = recording_proxy(&enclave.addr);
+    let (_relay, relay_addr) = start_relay(&enclave_side.to_string());
     let url = format!("ws://{relay_addr}/v1/channel");
     let root = enclave.sim_root();
     let (code, stdout, stderr) = output(sotto().args([
@@ -188,7 +189,7 @@ fn verify_json_lists_every_check() {
         &good,
     ]));
     assert_eq!(code, 0);
-    let (code, _, stderr) = output(sotto().args([
+    let (code, stdout, _) = output(sotto().args([
         "verify",
         "--relay",
         &url,
@@ -199,7 +200,17 @@ fn verify_json_lists_every_check() {
         &"00".repeat(32),
     ]));
     assert_eq!(code, 10);
-    assert!(stderr.contains("MODEL_DIGEST_MISMATCH"), "{stderr}");
+    assert!(stdout.contains("MODEL_DIGEST_MISMATCH"), "{stdout}");
+    assert!(stdout.contains("nothing was sent"), "{stdout}");
+    // The pin is checked before the channel opens: that connection carried only the hello.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let channels = rec.to_server_of(b"GET /channel");
+    let last = channels.last().expect("channel connections");
+    assert_eq!(
+        count_ws_client_messages(last),
+        1,
+        "a rejected enclave must get nothing after the hello"
+    );
 }
 
 /// Without the user's opt-in the simulated TEE is refused, and the enclave receives nothing

@@ -289,6 +289,12 @@ pub fn cut_at(n: usize, abort: bool) -> TamperFactory {
     })
 }
 
+/// Forwards `n` messages, then silently swallows everything while keeping the connection
+/// open (a stalling relay).
+pub fn stall_from(n: usize) -> TamperFactory {
+    Arc::new(move || Box::new(move |i, b: Vec<u8>| if i < n { vec![Out::Send(b)] } else { vec![] }))
+}
+
 /// Passes everything through and records it.
 pub fn record(log: Arc<Mutex<Vec<Vec<u8>>>>) -> TamperFactory {
     Arc::new(move || {
