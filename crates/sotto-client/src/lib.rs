@@ -184,11 +184,20 @@ pub struct Response {
     read_timeout: Duration,
 }
 
-#[derive(Debug)]
 enum BodyItem {
     Data(Bytes),
     End,
     Failed(Failure),
+}
+
+impl std::fmt::Debug for BodyItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyItem::Data(d) => write!(f, "Data({} bytes)", d.len()),
+            BodyItem::End => f.write_str("End"),
+            BodyItem::Failed(x) => write!(f, "Failed({x:?})"),
+        }
+    }
 }
 
 /// Why a stream ended without its explicit end.
@@ -670,9 +679,18 @@ fn on_event(
 }
 
 /// Parses one server-sent-events body incrementally: feed chunks, get `data:` payloads.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+}
+
+// Manual Debug impls here print sizes, never response text.
+impl std::fmt::Debug for SseParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseParser")
+            .field("buffered_bytes", &self.buf.len())
+            .finish()
+    }
 }
 
 impl SseParser {
@@ -708,7 +726,6 @@ fn find_event_end(b: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// A streamed chat completion: text deltas as they arrive.
-#[derive(Debug)]
 pub struct ChatStream {
     response: Response,
     sse: SseParser,
@@ -718,6 +735,16 @@ pub struct ChatStream {
     pub finish_reason: Option<String>,
     /// Usage object, if the enclave sent one.
     pub usage: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStream")
+            .field("queued_deltas", &self.queue.len())
+            .field("finished", &self.finished)
+            .field("finish_reason", &self.finish_reason)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChatStream {

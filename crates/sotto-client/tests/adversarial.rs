@@ -432,7 +432,10 @@ async fn stalling_relay_times_out() {
         let mut cfg = client_config(relay.url());
         cfg.response_timeout = Duration::from_millis(300);
         let (session, _) = sotto_client::connect(&cfg).await.expect("connect");
-        let err = session.post_json("/v1/chat/completions", &greedy("", 30)).await.unwrap_err();
+        let err = session
+            .post_json("/v1/chat/completions", &greedy("", 30))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "TIMEOUT");
 
         // Stall in the middle of the body.
@@ -444,7 +447,10 @@ async fn stalling_relay_times_out() {
         let (session, _) = sotto_client::connect(&cfg).await.expect("connect");
         let mut request = greedy("", 30);
         request["stream"] = true.into();
-        let mut resp = session.post_json("/v1/chat/completions", &request).await.expect("head");
+        let mut resp = session
+            .post_json("/v1/chat/completions", &request)
+            .await
+            .expect("head");
         let err = loop {
             match resp.chunk().await {
                 Ok(Some(_)) => {}

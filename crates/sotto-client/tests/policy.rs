@@ -4,7 +4,11 @@ use sotto_client::{ClientError, Trust, verify_hello};
 use sotto_wire::{ClientHandshake, Limits, ServerHandshake, StaticKeypair};
 
 fn shared(p: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../../shared/attestation/{p}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../../../shared/attestation/{p}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 /// A server hello carrying real Genoa evidence (its REPORT_DATA belongs to someone else).
@@ -29,7 +33,9 @@ fn hello_with_hardware_evidence() -> sotto_wire::ServerHello {
     }
     .encode()
     .unwrap();
-    let (m2, _) = server.finish(&claims, &bundle.encode(), Limits::default()).unwrap();
+    let (m2, _) = server
+        .finish(&claims, &bundle.encode(), Limits::default())
+        .unwrap();
     client.read_server_hello(&m2).unwrap()
 }
 
@@ -48,17 +54,29 @@ fn hardware_evidence_without_measurement_pin_is_refused() {
 fn with_a_pin_or_explicit_waiver_the_verifier_runs() {
     // The evidence is genuine but bound to another key: the verifier itself must refuse.
     let hello = hello_with_hardware_evidence();
-    let pinned = Trust { expected_measurement: Some([0; 48]), ..Trust::default() };
+    let pinned = Trust {
+        expected_measurement: Some([0; 48]),
+        ..Trust::default()
+    };
     let e = verify_hello(&hello, &pinned, NOW).unwrap_err();
     assert_eq!(e.code(), "REPORT_DATA_MISMATCH");
-    let waived = Trust { allow_unpinned_measurement: true, ..Trust::default() };
+    let waived = Trust {
+        allow_unpinned_measurement: true,
+        ..Trust::default()
+    };
     let e = verify_hello(&hello, &waived, NOW).unwrap_err();
     assert_eq!(e.code(), "REPORT_DATA_MISMATCH");
 }
 
 #[test]
 fn rejections_are_classified() {
-    assert!(ClientError::ModelDigestMismatch { got: "a".into(), expected: "b".into() }.is_rejection());
+    assert!(
+        ClientError::ModelDigestMismatch {
+            got: "a".into(),
+            expected: "b".into()
+        }
+        .is_rejection()
+    );
     assert!(!ClientError::Closed.is_rejection());
     assert!(!ClientError::Timeout("x").is_rejection());
 }
