@@ -12,8 +12,14 @@ use crate::error::WireError;
 use crate::frame::{CancelCode, FRAME_HEADER, Frame, RequestHead, ResponseHead};
 
 const TAG_LEN: usize = 16;
-/// Largest frame plaintext one record can carry.
-pub const MAX_FRAME: usize = MAX_RECORD - TAG_LEN;
+/// Size of the padding trailer (`u16` padding length) that ends every record plaintext.
+pub(crate) const PAD_TRAILER: usize = 2;
+/// Smallest record that can hold a frame: frame header, padding trailer and tag.
+pub(crate) const MIN_RECORD: usize = FRAME_HEADER + PAD_TRAILER + TAG_LEN;
+/// Default padding granularity ([`Limits::pad_to`]).
+pub const DEFAULT_PAD_TO: usize = 256;
+/// Largest frame one record can carry (record minus tag and padding trailer).
+pub const MAX_FRAME: usize = MAX_RECORD - TAG_LEN - PAD_TRAILER;
 /// Largest DATA payload in one frame.
 pub const MAX_DATA_PER_FRAME: usize = MAX_FRAME - FRAME_HEADER;
 
@@ -39,8 +45,14 @@ pub struct Limits {
     pub max_response_body: usize,
     /// Rekey the sending direction after this many records.
     pub rekey_after_records: u64,
-    /// Rekey the sending direction after this many plaintext bytes.
+    /// Rekey the sending direction after this many plaintext bytes (padding included).
     pub rekey_after_bytes: u64,
+    /// Pad every record this end sends so that its plaintext (frame, zero padding and the
+    /// 2-byte padding length) is a multiple of this many bytes, capped at `max_record` minus
+    /// the tag. Hides the exact size of frames (e.g. of each streamed token) from the relay,
+    /// up to this granularity. `1` disables padding (`0` is treated as `1`). Only the sender
+    /// applies it: a receiver accepts any well-formed padding.
+    pub pad_to: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +64,7 @@ impl Default for Limits {
             max_response_body: 64 << 20,
             rekey_after_records: 1 << 16,
             rekey_after_bytes: 1 << 30,
+            pad_to: DEFAULT_PAD_TO,
         }
     }
 }
@@ -151,11 +164,13 @@ impl Connection {
         role: Role,
         mut limits: Limits,
     ) -> Result<Self, WireError> {
-        if limits.max_record > MAX_RECORD || limits.max_record < FRAME_HEADER + TAG_LEN + 1 {
+        // The smallest useful record carries one byte of DATA.
+        if limits.max_record > MAX_RECORD || limits.max_record < MIN_RECORD + 1 {
             return Err(WireError::InvalidOperation("max_record out of range"));
         }
         limits.rekey_after_records = limits.rekey_after_records.max(1);
         limits.rekey_after_bytes = limits.rekey_after_bytes.max(1);
+        limits.pad_to = limits.pad_to.max(1);
         Ok(Connection {
             transport,
             role,
@@ -210,21 +225,44 @@ impl Connection {
         }
     }
 
-    fn encrypt(&mut self, frame: &Frame<'_>) -> Result<(), WireError> {
-        let plain = frame.encode();
+    /// The record plaintext for a frame: `frame || p zero bytes || u16 p`, where `p` makes
+    /// the length a multiple of `pad_to` without exceeding `max_record - TAG_LEN`.
+    fn padded(&self, frame: &Frame<'_>) -> Result<Vec<u8>, WireError> {
+        let mut plain = frame.encode();
         let max_plain = self.limits.max_record - TAG_LEN;
-        if plain.len() > max_plain {
+        let unpadded = plain.len() + PAD_TRAILER;
+        if unpadded > max_plain {
             return Err(WireError::RecordTooLarge {
-                size: plain.len() + TAG_LEN,
+                size: unpadded + TAG_LEN,
                 limit: self.limits.max_record,
             });
         }
+        let pad_to = self.limits.pad_to;
+        let target = unpadded
+            .div_ceil(pad_to)
+            .saturating_mul(pad_to)
+            .min(max_plain);
+        let p = target - unpadded;
+        // max_plain < 65536, so p fits the u16 trailer.
+        plain.resize(plain.len() + p, 0);
+        plain.extend_from_slice(&(p as u16).to_be_bytes());
+        Ok(plain)
+    }
+
+    /// Encrypts one record plaintext under the sending key (no framing, no padding).
+    fn seal(&mut self, plain: &[u8]) -> Result<Vec<u8>, WireError> {
         let mut rec = vec![0u8; plain.len() + TAG_LEN];
         let n = self
             .transport
-            .write_message(&plain, &mut rec)
+            .write_message(plain, &mut rec)
             .map_err(|_| WireError::Closed)?;
         rec.truncate(n);
+        Ok(rec)
+    }
+
+    fn encrypt(&mut self, frame: &Frame<'_>) -> Result<(), WireError> {
+        let plain = self.padded(frame)?;
+        let rec = self.seal(&plain)?;
         self.transmit.push_back(rec);
         self.sent_records += 1;
         self.sent_bytes += plain.len() as u64;
@@ -311,7 +349,8 @@ impl Connection {
                 "cannot send data on this stream now",
             ));
         }
-        let per_frame = self.limits.max_record - TAG_LEN - FRAME_HEADER;
+        // A full chunk fills the record exactly (padding 0); only the last one is padded.
+        let per_frame = self.limits.max_record - TAG_LEN - PAD_TRAILER - FRAME_HEADER;
         for chunk in data.chunks(per_frame) {
             self.encrypt(&Frame::Data(id, chunk))?;
         }
@@ -397,7 +436,7 @@ impl Connection {
                 limit: self.limits.max_record,
             });
         }
-        if record.len() < TAG_LEN + FRAME_HEADER {
+        if record.len() < MIN_RECORD {
             return Err(WireError::Decrypt);
         }
         let mut plain = vec![0u8; record.len()];
@@ -406,7 +445,7 @@ impl Connection {
             .read_message(record, &mut plain)
             .map_err(|_| WireError::Decrypt)?;
         plain.truncate(n);
-        let frame = Frame::decode(&plain)?;
+        let frame = Frame::decode(unpad(&plain)?)?;
         self.apply(frame)
     }
 
@@ -515,6 +554,20 @@ impl Connection {
         Ok(())
     }
 
+    /// Test helper: the record the peer would receive if this end sent `frame`, padded as
+    /// usual, bypassing every local state check. Not queued; counters are not touched.
+    #[cfg(test)]
+    pub(crate) fn forge_frame(&mut self, frame: &Frame<'_>) -> Vec<u8> {
+        let plain = self.padded(frame).expect("frame fits a record");
+        self.seal(&plain).expect("seal")
+    }
+
+    /// Test helper: encrypts an arbitrary record plaintext (no padding added).
+    #[cfg(test)]
+    pub(crate) fn forge_plaintext(&mut self, plain: &[u8]) -> Vec<u8> {
+        self.seal(plain).expect("seal")
+    }
+
     /// Looks up the stream a peer frame refers to. `Ok(None)`: a stream we already closed
     /// (cancel race), so the frame is dropped. Ids never opened are a violation.
     fn stream_for_peer_frame(&mut self, id: u32) -> Result<Option<&mut Stream>, WireError> {
@@ -526,3 +579,26 @@ impl Connection {
         Ok(self.streams.get_mut(&id))
     }
 }
+
+/// Strips the padding from a record plaintext and returns the frame bytes. The last two bytes
+/// are the padding length `p`; the `p` bytes before them must all be zero.
+fn unpad(plain: &[u8]) -> Result<&[u8], WireError> {
+    let Some(split) = plain.len().checked_sub(PAD_TRAILER) else {
+        return Err(WireError::MalformedFrame(
+            "record shorter than the padding trailer",
+        ));
+    };
+    let (body, trailer) = plain.split_at(split);
+    let p = u16::from_be_bytes([trailer[0], trailer[1]]) as usize;
+    let Some(frame_len) = body.len().checked_sub(p) else {
+        return Err(WireError::MalformedFrame("padding longer than the record"));
+    };
+    let (frame, padding) = body.split_at(frame_len);
+    if padding.iter().any(|&b| b != 0) {
+        return Err(WireError::MalformedFrame("non-zero padding"));
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests;

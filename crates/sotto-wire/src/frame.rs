@@ -1,6 +1,8 @@
 //! Frames: the plaintext of one transport record.
 //!
-//! `u8 type || u32 stream_id (big endian) || payload`. One record carries exactly one frame.
+//! `u8 type || u32 stream_id (big endian) || payload`. One record carries exactly one frame,
+//! followed by zero padding and a `u16` padding length (added and removed by the connection,
+//! see `docs/protocol.md` section 3).
 
 use crate::error::WireError;
 

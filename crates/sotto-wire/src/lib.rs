@@ -8,7 +8,8 @@
 //! Layers:
 //! - [`handshake`]: [`ClientHandshake`] / [`ServerHandshake`], the REPORT_DATA rule
 //!   ([`report_data`]).
-//! - [`conn`]: [`Connection`], streams with explicit end, cancel, limits and rekeying.
+//! - [`conn`]: [`Connection`], record padding, streams with explicit end, cancel, limits and
+//!   rekeying.
 //! - [`frame`]: request/response heads and cancel codes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

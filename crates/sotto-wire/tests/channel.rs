@@ -595,3 +595,195 @@ fn operations_after_close_fail() {
     assert_eq!(events(&mut s), vec![Event::Closed { code: 0 }]);
     assert!(!s.is_open());
 }
+
+// ---------------------------------------------------------------------------------------
+// Record padding (docs/protocol.md §3)
+
+const TAG: usize = 16;
+
+/// Record length minus the AEAD tag: the padded plaintext length.
+fn plain_len(r: &[u8]) -> usize {
+    r.len() - TAG
+}
+
+#[test]
+fn record_sizes_are_multiples_of_pad_to() {
+    let (mut c, mut s) = pair();
+    let id = c.open_stream(req()).unwrap();
+    for n in 1..=600usize {
+        c.send_data(id, &vec![b'x'; n]).unwrap();
+    }
+    c.finish(id).unwrap();
+    let mut sizes = Vec::new();
+    while let Some(r) = c.poll_transmit() {
+        assert_eq!(plain_len(&r) % 256, 0, "client record of {} bytes", r.len());
+        sizes.push(r.len());
+        s.handle_record(&r).unwrap();
+    }
+    assert_eq!(sizes.len(), 602);
+    // head; DATA 1..=249 (frame + trailer <= 256); DATA 250..=505; DATA 506..=600; END.
+    assert_eq!(sizes[0], 256 + TAG);
+    assert!(sizes[1..=249].iter().all(|&n| n == 256 + TAG));
+    assert!(sizes[250..=505].iter().all(|&n| n == 512 + TAG));
+    assert!(sizes[506..=600].iter().all(|&n| n == 768 + TAG));
+    assert_eq!(sizes[601], 256 + TAG);
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), 602);
+    for (i, e) in ev[1..601].iter().enumerate() {
+        assert_eq!(
+            e,
+            &Event::Data {
+                id,
+                data: vec![b'x'; i + 1]
+            }
+        );
+    }
+    // Server side: response head, data, end, cancel, close.
+    s.send_response(id, resp()).unwrap();
+    s.send_data(id, b"data: {\"choices\":[]}\n\n").unwrap();
+    s.finish(id).unwrap();
+    let id2 = c.open_stream(req()).unwrap();
+    pump(&mut c, &mut s).unwrap();
+    s.cancel(id2, CancelCode::Internal).unwrap();
+    s.close(0).unwrap();
+    let mut n = 0;
+    while let Some(r) = s.poll_transmit() {
+        assert_eq!(r.len(), 256 + TAG, "server record {n}");
+        c.handle_record(&r).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn token_lengths_are_hidden() {
+    let (mut c, mut s) = pair();
+    let id = c.open_stream(req()).unwrap();
+    c.finish(id).unwrap();
+    pump(&mut c, &mut s).unwrap();
+    s.send_response(id, resp()).unwrap();
+    s.poll_transmit().unwrap();
+    s.send_data(id, &[b'a'; 1]).unwrap();
+    s.send_data(id, &[b'b'; 40]).unwrap();
+    let r1 = s.poll_transmit().unwrap();
+    let r40 = s.poll_transmit().unwrap();
+    assert_eq!(r1.len(), r40.len());
+    assert_eq!(r1.len(), 256 + TAG);
+    // Realistic SSE chunks (the OpenAI chunk format, as the enclave sends them) for tokens
+    // of different lengths all make records of the same size.
+    let sizes: Vec<usize> = ["a", " the", "ing", " extraordinary", "\\n\\n", " 1984"]
+        .iter()
+        .map(|tok| {
+            let ev = format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{tok}\"}},\"finish_reason\":null,\
+                 \"index\":0,\"logprobs\":null}}],\"created\":1700000000,\
+                 \"id\":\"chatcmpl-0123456789abcdef01234567\",\"model\":\"stories260K\",\
+                 \"object\":\"chat.completion.chunk\"}}\n\n"
+            );
+            s.send_data(id, ev.as_bytes()).unwrap();
+            s.poll_transmit().unwrap().len()
+        })
+        .collect();
+    assert!(sizes.iter().all(|&n| n == 272), "{sizes:?}");
+}
+
+#[test]
+fn pad_to_one_disables_padding() {
+    for pad_to in [0usize, 1] {
+        let limits = Limits {
+            pad_to,
+            ..Limits::default()
+        };
+        let (mut c, mut s) = pair_with(limits, None);
+        let id = c.open_stream(req()).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        for n in [1usize, 40, 255, 1000] {
+            c.send_data(id, &vec![1u8; n]).unwrap();
+            let r = c.poll_transmit().unwrap();
+            // type + id + data + u16 padding length + tag.
+            assert_eq!(r.len(), 5 + n + 2 + TAG);
+            s.handle_record(&r).unwrap();
+        }
+        c.finish(id).unwrap();
+        let r = c.poll_transmit().unwrap();
+        assert_eq!(r.len(), 5 + 2 + TAG);
+        s.handle_record(&r).unwrap();
+    }
+}
+
+#[test]
+fn padded_peer_and_unpadded_peer_interoperate() {
+    // Padding is the sender's choice: a receiver accepts any amount.
+    let (mut c, mut s) = pair_full(
+        Limits {
+            pad_to: 1,
+            ..Limits::default()
+        },
+        Limits {
+            pad_to: 1024,
+            ..Limits::default()
+        },
+        None,
+        0,
+    );
+    let id = c.open_stream(req()).unwrap();
+    c.send_data(id, b"ping").unwrap();
+    c.finish(id).unwrap();
+    assert_eq!(pump(&mut c, &mut s).unwrap(), 3);
+    events(&mut s);
+    s.send_response(id, resp()).unwrap();
+    s.send_data(id, b"pong").unwrap();
+    s.finish(id).unwrap();
+    let mut n = 0;
+    while let Some(r) = s.poll_transmit() {
+        assert_eq!(r.len(), 1024 + TAG);
+        c.handle_record(&r).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    assert_eq!(
+        events(&mut c)[1],
+        Event::Data {
+            id,
+            data: b"pong".to_vec()
+        }
+    );
+}
+
+#[test]
+fn max_size_chunks_fit_the_record_limit() {
+    for max_record in [MAX_RECORD, 1024, 1000, 300] {
+        let limits = Limits {
+            max_record,
+            ..Limits::default()
+        };
+        let (mut c, mut s) = pair_with(limits, None);
+        let id = c.open_stream(req()).unwrap();
+        pump(&mut c, &mut s).unwrap();
+        let per_frame = max_record - TAG - 2 - 5;
+        assert_eq!(
+            per_frame,
+            sotto_wire::conn::MAX_DATA_PER_FRAME - (MAX_RECORD - max_record)
+        );
+        let body: Vec<u8> = (0..3 * per_frame + 1).map(|i| (i % 253) as u8).collect();
+        c.send_data(id, &body).unwrap();
+        let records: Vec<Vec<u8>> = std::iter::from_fn(|| c.poll_transmit()).collect();
+        assert_eq!(records.len(), 4, "max_record {max_record}");
+        for r in &records[..3] {
+            // A full chunk fills the record exactly, with no padding.
+            assert_eq!(r.len(), max_record);
+        }
+        assert!(records[3].len() <= max_record);
+        assert_eq!(plain_len(&records[3]) % 256, 0);
+        for r in &records {
+            s.handle_record(r).unwrap();
+        }
+        let mut got = Vec::new();
+        for e in events(&mut s) {
+            if let Event::Data { data, .. } = e {
+                got.extend(data);
+            }
+        }
+        assert_eq!(got, body);
+    }
+}
