@@ -70,7 +70,7 @@ impl Default for Limits {
 }
 
 /// Something the peer did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Event {
     /// Server: a new request stream.
     Request {
@@ -602,3 +602,17 @@ fn unpad(plain: &[u8]) -> Result<&[u8], WireError> {
 
 #[cfg(test)]
 mod tests;
+
+// Body bytes never appear in Debug output (see `frame.rs`).
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Request { id, head } => write!(f, "Request {{ id: {id}, head: {head:?} }}"),
+            Event::Response { id, head } => write!(f, "Response {{ id: {id}, head: {head:?} }}"),
+            Event::Data { id, data } => write!(f, "Data {{ id: {id}, len: {} }}", data.len()),
+            Event::End { id } => write!(f, "End {{ id: {id} }}"),
+            Event::Reset { id, code } => write!(f, "Reset {{ id: {id}, code: {code:?} }}"),
+            Event::Closed { code } => write!(f, "Closed {{ code: {code} }}"),
+        }
+    }
+}

@@ -31,7 +31,7 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_METHOD: usize = 16;
 
 /// A request's method, path and headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RequestHead {
     /// HTTP method, upper case (e.g. `POST`).
     pub method: String,
@@ -42,7 +42,7 @@ pub struct RequestHead {
 }
 
 /// A response's status and headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     /// HTTP status code (100..=599).
     pub status: u16,
@@ -90,7 +90,7 @@ impl CancelCode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Frame<'a> {
     RequestHead(u32, RequestHead),
     ResponseHead(u32, ResponseHead),
@@ -311,5 +311,54 @@ impl Frame<'_> {
         }
         r.finish()?;
         Ok(frame)
+    }
+}
+
+// Debug output never shows paths, header values or body bytes: heads and frames may end up
+// in panic messages or logs, and they carry the user's data.
+impl core::fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", &self.method)
+            .field("path_len", &self.path.len())
+            .field(
+                "header_names",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for ResponseHead {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResponseHead")
+            .field("status", &self.status)
+            .field(
+                "header_names",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Frame::RequestHead(id, h) => write!(f, "RequestHead({id}, {h:?})"),
+            Frame::ResponseHead(id, h) => write!(f, "ResponseHead({id}, {h:?})"),
+            Frame::Data(id, d) => write!(f, "Data({id}, {} bytes)", d.len()),
+            Frame::End(id) => write!(f, "End({id})"),
+            Frame::Cancel(id, c) => write!(f, "Cancel({id}, {c:?})"),
+            Frame::Rekey => f.write_str("Rekey"),
+            Frame::Close(c) => write!(f, "Close({c})"),
+        }
     }
 }

@@ -787,3 +787,26 @@ fn max_size_chunks_fit_the_record_limit() {
         assert_eq!(got, body);
     }
 }
+
+#[test]
+fn debug_output_never_shows_user_data() {
+    let head = RequestHead {
+        method: "POST".into(),
+        path: "/v1/secret-path".into(),
+        headers: vec![("authorization".into(), "Bearer hunter2".into())],
+    };
+    let shown = format!("{head:?}");
+    assert!(
+        !shown.contains("secret-path") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let ev = Event::Data {
+        id: 1,
+        data: b"my private prompt".to_vec(),
+    };
+    let shown = format!("{ev:?}");
+    assert!(
+        !shown.contains("private") && shown.contains("17"),
+        "{shown}"
+    );
+}
