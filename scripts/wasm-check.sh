@@ -12,8 +12,10 @@
 # (target/wasm), --locked so the workspace Cargo.lock is never rewritten.
 # Profile is overridden to opt-level 0 / no debuginfo: this is a compile check,
 # and it makes the cold build ~30 s instead of ~3.5 min.
-# Linking is not needed for rlibs; a future cdylib would also need `lld-22` and
-# CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 (Debian ships no rust-lld).
+# Linking: sotto-attest depends on dcap-qvl (TDX), whose manifest declares
+# crate-type = ["cdylib", "staticlib", "rlib"], and Cargo builds every crate type
+# of a dependency, so a wasm cdylib gets linked. Debian ships no rust-lld, so this
+# installs `lld-22` and links with CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22.
 #
 # Extra arguments are passed to `cargo build` (e.g. -v).
 set -euo pipefail
@@ -58,6 +60,20 @@ if [ "$need_install" -eq 1 ]; then
     rm -f "$log"
 fi
 
+# The wasm linker (version independent of rustc's).
+if [ -z "$(pkg_version lld-22)" ]; then
+    echo "wasm-check: installing lld-22 (Debian, for wasm-ld)" >&2
+    log="$(mktemp)"
+    if ! { as_root apt-get update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends lld-22; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "wasm-check: apt-get failed" >&2
+        exit 1
+    fi
+    rm -f "$log"
+fi
+
 v_rustc="$(pkg_version rustc-web)"
 v_src="$(pkg_version rust-web-src)"
 if dpkg --compare-versions "$v_rustc" lt "$min_rust"; then
@@ -74,6 +90,7 @@ fi
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTDOCFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER \
     RUSTUP_TOOLCHAIN CARGO_BUILD_TARGET CARGO_TARGET_DIR CARGO_BUILD_RUSTC
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
 cargo=/usr/bin/cargo
 
 sel=(-p sotto-wire -p sotto-attest)

@@ -24,7 +24,7 @@ const FLAG_ARK: u8 = 0b10;
 
 /// Well-known tags for [`Extra`] items. Unknown tags are carried through unchanged.
 pub mod tags {
-    /// Intel TDX collateral (reserved).
+    /// Intel TDX collateral: JSON, `dcap-qvl` `QuoteCollateralV3` layout (see [`crate::tdx`]).
     pub const TDX_COLLATERAL: u16 = 0x0001;
     /// NVIDIA GPU attestation evidence (reserved).
     pub const GPU_EVIDENCE: u16 = 0x0002;

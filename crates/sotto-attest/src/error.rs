@@ -27,8 +27,8 @@ pub enum AttestError {
     /// The report is signed with an algorithm other than ECDSA P-384 with SHA-384.
     #[error("unsupported report signature algorithm {0}")]
     UnsupportedSignatureAlgorithm(u32),
-    /// The report is signed by a key other than the VCEK (VLEK, or none).
-    #[error("report signing key {0} is not supported (only VCEK, 0)")]
+    /// The report's SIGNING_KEY is neither the VCEK (0) nor the VLEK (1) (7 = no key).
+    #[error("report signing key {0} is not supported (only VCEK 0 and VLEK 1)")]
     UnsupportedSigningKey(u32),
     /// The report's ECDSA signature does not verify with the VCEK public key.
     #[error("report signature is invalid")]
@@ -59,17 +59,21 @@ pub enum AttestError {
     /// The evidence comes from the simulated TEE and the caller did not opt in.
     #[error("evidence is from a SIMULATED TEE and simulation was not allowed")]
     SimulationNotAllowed,
-    /// The VCEK's TCB extensions disagree with the report's REPORTED_TCB.
-    #[error("VCEK TCB ({vcek}) does not match the report's reported TCB ({report})")]
-    TcbMismatch {
+    /// The signing key certificate's TCB extensions (VCEK or VLEK) disagree with the
+    /// report's REPORTED_TCB: the key was not issued for the TCB the report claims.
+    #[error("{key} certificate TCB ({cert}) does not match the report's REPORTED_TCB ({report})")]
+    VcekTcbMismatch {
+        /// "VCEK" or "VLEK".
+        key: &'static str,
         /// TCB from the certificate extensions.
-        vcek: String,
+        cert: String,
         /// TCB from the report.
         report: String,
     },
-    /// The VCEK's hwID extension does not match the report's CHIP_ID.
+    /// The VCEK's hwID extension does not match the report's CHIP_ID: the VCEK belongs to
+    /// another chip (or the report masks its chip ID).
     #[error("VCEK hardware ID does not match the report's CHIP_ID")]
-    ChipIdMismatch,
+    VcekHwidMismatch,
     /// The guest policy allows debugging (bit 19): the host could read guest memory.
     #[error("guest policy allows debugging (policy {0:#x})")]
     DebugEnabled(u64),
@@ -82,6 +86,42 @@ pub enum AttestError {
         /// Hex of the REPORT_DATA found.
         got: String,
     },
+    /// A component of the report's REPORTED_TCB is below the policy's minimum.
+    #[error("{tcb} {component} SVN {got} is below the required minimum {min}")]
+    TcbBelowMinimum {
+        /// Which TCB value was compared ("REPORTED_TCB").
+        tcb: &'static str,
+        /// The component: "fmc", "bl", "tee", "snp" or "ucode".
+        component: &'static str,
+        /// SVN found.
+        got: u8,
+        /// SVN required.
+        min: u8,
+    },
+    /// HOST_DATA does not equal the pinned value.
+    #[error("HOST_DATA {got} does not match the expected {expected}")]
+    HostDataMismatch {
+        /// Hex of the expected HOST_DATA.
+        expected: String,
+        /// Hex of the HOST_DATA found.
+        got: String,
+    },
+    /// ID_KEY_DIGEST (SHA-384 of the key that signed the launch ID block) is not the pinned one.
+    #[error("ID key digest {got} does not match the expected {expected}")]
+    IdKeyDigestMismatch {
+        /// Hex of the expected digest.
+        expected: String,
+        /// Hex of the digest found.
+        got: String,
+    },
+    /// AUTHOR_KEY_DIGEST (SHA-384 of the key that certified the ID key) is not the pinned one.
+    #[error("author key digest {got} does not match the expected {expected}")]
+    AuthorKeyDigestMismatch {
+        /// Hex of the expected digest.
+        expected: String,
+        /// Hex of the digest found.
+        got: String,
+    },
     /// The launch measurement does not equal the pinned one.
     #[error("measurement {got} does not match the expected {expected}")]
     MeasurementMismatch {
@@ -90,6 +130,69 @@ pub enum AttestError {
         /// Hex of the measurement found.
         got: String,
     },
+    /// TDX: Intel collateral (TCB info, QE identity, a CRL) or a certificate of the PCK or
+    /// collateral chains is not valid at the verification time.
+    #[error("Intel TDX collateral is not valid at {now} (unix seconds): {what}")]
+    CollateralExpired {
+        /// Which item, with its validity window when known.
+        what: String,
+        /// Verification time.
+        now: u64,
+    },
+    /// TDX: the signature on the TCB info, the QE identity or a CRL does not verify.
+    #[error("signature on Intel TDX collateral is invalid: {0}")]
+    CollateralSignatureInvalid(String),
+    /// TDX: the collateral does not cover this platform (FMSPC, TEE type, no matching TCB
+    /// level or TDX module identity).
+    #[error("Intel TDX collateral does not match the quote: {0}")]
+    CollateralMismatch(String),
+    /// TDX: the quoting enclave's report does not match Intel's QE identity.
+    #[error("quoting enclave does not match Intel's QE identity: {0}")]
+    QeIdentityMismatch(String),
+    /// TDX: the platform's TCB status is not in the policy's allow-list (`Revoked` never is).
+    #[error("TCB status {status} is not allowed by policy (allowed: {allowed})")]
+    TcbStatusNotAllowed {
+        /// Intel's name of the status found.
+        status: String,
+        /// The allowed statuses, comma-separated.
+        allowed: String,
+    },
+    /// TDX: a certificate in the chain is revoked by Intel's root CA or PCK CRL.
+    #[error("certificate revoked by Intel's CRL: {0}")]
+    CrlRevoked(String),
+    /// TDX: TD_ATTRIBUTES has DEBUG (or profiling) set: the host can read the TD's memory.
+    #[error("TD attributes enable debugging (TD_ATTRIBUTES {0:#018x})")]
+    TdDebugEnabled(u64),
+    /// TDX: TD_ATTRIBUTES has another unsafe setting (migratable, service TD, reserved
+    /// bits, SEPT_VE_DISABLE clear).
+    #[error("TD attributes not allowed: {reason} (TD_ATTRIBUTES {attributes:#018x})")]
+    TdAttributesNotAllowed {
+        /// What is wrong.
+        reason: String,
+        /// The TD_ATTRIBUTES value.
+        attributes: u64,
+    },
+    /// TDX: an RTMR does not equal the pinned value.
+    #[error("RTMR{index} {got} does not match the expected {expected}")]
+    RtmrMismatch {
+        /// RTMR index, 0 to 3.
+        index: u8,
+        /// Hex of the expected value.
+        expected: String,
+        /// Hex of the value found.
+        got: String,
+    },
+    /// TDX: MRCONFIGID does not equal the pinned value.
+    #[error("MRCONFIGID {got} does not match the expected {expected}")]
+    MrConfigIdMismatch {
+        /// Hex of the expected value.
+        expected: String,
+        /// Hex of the value found.
+        got: String,
+    },
+    /// TDX: quote verification failed for a reason with no more specific code.
+    #[error("Intel TDX quote verification failed: {0}")]
+    TdxVerificationFailed(String),
 }
 
 impl AttestError {
@@ -106,12 +209,27 @@ impl AttestError {
             AttestError::CertExpired { .. } => "CERT_EXPIRED",
             AttestError::RootNotTrusted { .. } => "ROOT_NOT_TRUSTED",
             AttestError::SimulationNotAllowed => "SIMULATION_NOT_ALLOWED",
-            AttestError::TcbMismatch { .. } => "TCB_MISMATCH",
-            AttestError::ChipIdMismatch => "CHIP_ID_MISMATCH",
+            AttestError::VcekTcbMismatch { .. } => "VCEK_TCB_MISMATCH",
+            AttestError::VcekHwidMismatch => "VCEK_HWID_MISMATCH",
             AttestError::DebugEnabled(_) => "DEBUG_ENABLED",
             AttestError::MigrationAgentEnabled(_) => "MIGRATION_AGENT_ENABLED",
             AttestError::ReportDataMismatch { .. } => "REPORT_DATA_MISMATCH",
+            AttestError::TcbBelowMinimum { .. } => "TCB_BELOW_MINIMUM",
+            AttestError::HostDataMismatch { .. } => "HOST_DATA_MISMATCH",
+            AttestError::IdKeyDigestMismatch { .. } => "ID_KEY_DIGEST_MISMATCH",
+            AttestError::AuthorKeyDigestMismatch { .. } => "AUTHOR_KEY_DIGEST_MISMATCH",
             AttestError::MeasurementMismatch { .. } => "MEASUREMENT_MISMATCH",
+            AttestError::CollateralExpired { .. } => "COLLATERAL_EXPIRED",
+            AttestError::CollateralSignatureInvalid(_) => "COLLATERAL_SIGNATURE_INVALID",
+            AttestError::CollateralMismatch(_) => "COLLATERAL_MISMATCH",
+            AttestError::QeIdentityMismatch(_) => "QE_IDENTITY_MISMATCH",
+            AttestError::TcbStatusNotAllowed { .. } => "TCB_STATUS_NOT_ALLOWED",
+            AttestError::CrlRevoked(_) => "CRL_REVOKED",
+            AttestError::TdDebugEnabled(_) => "DEBUG_ENABLED",
+            AttestError::TdAttributesNotAllowed { .. } => "TD_ATTRIBUTES_NOT_ALLOWED",
+            AttestError::RtmrMismatch { .. } => "RTMR_MISMATCH",
+            AttestError::MrConfigIdMismatch { .. } => "MRCONFIGID_MISMATCH",
+            AttestError::TdxVerificationFailed(_) => "TDX_VERIFICATION_FAILED",
         }
     }
 

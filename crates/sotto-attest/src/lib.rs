@@ -7,6 +7,8 @@
 //!   certificates, extensible extras). Layout in `docs/protocol.md`, section 6.
 //! - [`verify`]: checks a bundle against a [`Policy`] at a caller-supplied time.
 //! - [`amd`]: AMD certificate conventions (VCEK TCB extensions).
+//! - [`tdx`]: Intel TDX DCAP quotes (versions 4 and 5), verified offline against Intel's
+//!   collateral and the built-in Intel SGX Root CA.
 //!
 //! No filesystem, clock, network or global state: the crate builds for
 //! `wasm32-unknown-unknown`. Every rejection is an [`AttestError`] with a stable
@@ -19,6 +21,7 @@ pub mod amd;
 mod bundle;
 mod error;
 pub mod snp;
+pub mod tdx;
 mod verify;
 
 pub use bundle::{EvidenceBundle, Extra, MAX_EXTRAS, MAX_FIELD_LEN, tags};
@@ -38,7 +41,7 @@ pub enum Platform {
     SimulatedSnp = 1,
     /// AMD SEV-SNP hardware.
     SevSnp = 2,
-    /// Intel TDX (reserved; not verified yet).
+    /// Intel TDX: the report is a DCAP quote, verified by [`tdx`].
     Tdx = 3,
 }
 

@@ -33,21 +33,89 @@ pub enum Generation {
     Milan,
     /// Zen 4 (family 0x19, models 0x10..=0x1F and 0xA0..=0xAF).
     Genoa,
-    /// Zen 5 (family 0x1A).
+    /// Zen 5 (family 0x1A, models 0x00..=0x11).
     Turin,
     /// Unknown: version 2 reports carry no CPUID, or an unrecognised family/model.
     Unknown,
 }
 
 impl Generation {
-    /// Generation from the CPUID family/model carried by version 3+ reports.
+    /// Generation from the CPUID family/model carried by version 3+ reports (the same
+    /// model ranges as the `sev` crate's `Generation::identify_cpu`). Family 0x1A models
+    /// outside Turin's (Venice and later) are [`Generation::Unknown`]: no root is built in.
     pub fn from_cpuid(family: u8, model: u8) -> Self {
         match (family, model) {
             (0x19, 0x00..=0x0F) => Generation::Milan,
             (0x19, 0x10..=0x1F) | (0x19, 0xA0..=0xAF) => Generation::Genoa,
-            (0x1A, _) => Generation::Turin,
+            (0x1A, 0x00..=0x11) => Generation::Turin,
             _ => Generation::Unknown,
         }
+    }
+
+    /// The product name AMD uses for this generation ("Milan", "Genoa", "Turin").
+    pub fn name(self) -> &'static str {
+        match self {
+            Generation::Milan => "Milan",
+            Generation::Genoa => "Genoa",
+            Generation::Turin => "Turin",
+            Generation::Unknown => "unknown",
+        }
+    }
+
+    /// Whether TCB values of this generation carry an FMC SVN.
+    pub fn has_fmc(self) -> bool {
+        self == Generation::Turin
+    }
+}
+
+impl core::fmt::Display for Generation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which key signed a report (the report's SIGNING_KEY field, bits 4:2 of 0x048).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SigningKey {
+    /// 0: the Versioned Chip Endorsement Key, unique to the chip and its TCB; its
+    /// certificate carries the chip's hwID and the TCB it was derived for.
+    Vcek,
+    /// 1: the Versioned Loaded Endorsement Key, provisioned by AMD to a cloud provider
+    /// and shared by its machines; its certificate carries the TCB but no hwID, and is
+    /// issued by AMD's ASVK (which the ARK signs) instead of the ASK.
+    Vlek,
+}
+
+impl SigningKey {
+    /// The key for a SIGNING_KEY field value, `None` for 7 ("no key") and reserved values.
+    pub fn from_field(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(SigningKey::Vcek),
+            1 => Some(SigningKey::Vlek),
+            _ => None,
+        }
+    }
+
+    /// "VCEK" or "VLEK".
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningKey::Vcek => "VCEK",
+            SigningKey::Vlek => "VLEK",
+        }
+    }
+
+    /// Name of the certificate that issues this key: "ASK" (VCEK) or "ASVK" (VLEK).
+    pub fn issuer_name(self) -> &'static str {
+        match self {
+            SigningKey::Vcek => "ASK",
+            SigningKey::Vlek => "ASVK",
+        }
+    }
+}
+
+impl core::fmt::Display for SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -86,6 +154,27 @@ impl core::fmt::Display for TcbParts {
             "bl={} tee={} snp={} ucode={}",
             self.bootloader, self.tee, self.snp, self.microcode
         )
+    }
+}
+
+impl TcbParts {
+    /// The first component (in the order fmc, bl, tee, snp, ucode) whose SVN is below
+    /// `min`'s, as `(name, found, minimum)`. `min.fmc` is compared only if `self` has an
+    /// FMC SVN (Turin and newer); on older generations, which have no FMC, it is ignored.
+    pub fn first_below(&self, min: &TcbParts) -> Option<(&'static str, u8, u8)> {
+        if let (Some(got), Some(want)) = (self.fmc, min.fmc)
+            && got < want
+        {
+            return Some(("fmc", got, want));
+        }
+        [
+            ("bl", self.bootloader, min.bootloader),
+            ("tee", self.tee, min.tee),
+            ("snp", self.snp, min.snp),
+            ("ucode", self.microcode, min.microcode),
+        ]
+        .into_iter()
+        .find(|&(_, got, want)| got < want)
     }
 }
 
@@ -497,6 +586,22 @@ impl Report {
     /// SIGNING_KEY field (bits 4:2 of 0x048): 0 = VCEK, 1 = VLEK, 7 = none.
     pub fn signing_key(&self) -> u32 {
         (self.author_key_flags >> 2) & 0b111
+    }
+
+    /// [`signing_key`](Self::signing_key) as a [`SigningKey`], `None` for "no key" (7) and
+    /// reserved values.
+    pub fn signing_key_kind(&self) -> Option<SigningKey> {
+        SigningKey::from_field(self.signing_key())
+    }
+
+    /// AUTHOR_KEY_EN (bit 0 of 0x048): AUTHOR_KEY_DIGEST is present.
+    pub fn author_key_enabled(&self) -> bool {
+        self.author_key_flags & 1 != 0
+    }
+
+    /// MASK_CHIP_KEY (bit 1 of 0x048).
+    pub fn mask_chip_key(&self) -> bool {
+        self.author_key_flags & 0b10 != 0
     }
 
     /// Whether the guest policy allows debugging (bit 19).

@@ -28,18 +28,60 @@ pub struct Policy {
     /// Trusted roots.
     pub roots: TrustRoots,
     /// REPORT_DATA the enclave must have bound (digest of its handshake key and nonce).
-    pub expected_report_data: [u8; 64],
-    /// If set, the launch measurement must equal this.
+    /// `None` only for offline audits of evidence whose binding is checked elsewhere: a
+    /// handshake must always set it ([`Policy::new`] does).
+    pub expected_report_data: Option<[u8; 64]>,
+    /// If set, the launch measurement must equal this (`MEASUREMENT_MISMATCH`).
     pub expected_measurement: Option<[u8; 48]>,
+    /// If set, HOST_DATA must equal this (`HOST_DATA_MISMATCH`).
+    pub expected_host_data: Option<[u8; 32]>,
+    /// If set, ID_KEY_DIGEST must equal this (`ID_KEY_DIGEST_MISMATCH`).
+    pub expected_id_key_digest: Option<[u8; 48]>,
+    /// If set, AUTHOR_KEY_DIGEST must equal this (`AUTHOR_KEY_DIGEST_MISMATCH`).
+    pub expected_author_key_digest: Option<[u8; 48]>,
+    /// If set, every component of REPORTED_TCB must be at least this
+    /// (`TCB_BELOW_MINIMUM`). REPORTED_TCB is the TCB the VCEK/VLEK certificate certifies
+    /// and the signature proves (firmware can only derive the VCEK of a TCB it is at or
+    /// above). `fmc` is compared only on generations that have an FMC (Turin and newer).
+    /// CURRENT_TCB, COMMITTED_TCB and LAUNCH_TCB are reported in [`Verified`] but not
+    /// compared.
+    pub min_tcb: Option<snp::TcbParts>,
+    /// Accept a guest policy that allows debugging (default false: `DEBUG_ENABLED`).
+    /// A debuggable guest's memory can be read by the host: never for production.
+    pub allow_debug: bool,
+    /// Accept a guest policy that allows a migration agent (default false:
+    /// `MIGRATION_AGENT_ENABLED`).
+    pub allow_migration_agent: bool,
+    /// Intel TDX requirements (TCB status allow-list, RTMR/MRCONFIGID pins). For TDX,
+    /// `expected_report_data` pins REPORTDATA, `expected_measurement` pins MRTD and
+    /// `allow_debug` allows the DEBUG TD attribute. See [`crate::tdx`].
+    pub tdx: crate::tdx::TdxPolicy,
 }
 
 impl Policy {
-    /// A policy with the given roots and expected REPORT_DATA, no measurement pin.
+    /// A policy with the given roots and expected REPORT_DATA; no other pins, no minimum
+    /// TCB, debug and migration agent rejected.
     pub fn new(roots: TrustRoots, expected_report_data: [u8; 64]) -> Self {
         Policy {
+            expected_report_data: Some(expected_report_data),
+            ..Policy::unbound(roots)
+        }
+    }
+
+    /// A policy for offline audits: like [`new`](Self::new) but with no REPORT_DATA pin.
+    /// Not for handshakes: without a REPORT_DATA pin, replayed evidence is accepted.
+    pub fn unbound(roots: TrustRoots) -> Self {
+        Policy {
             roots,
-            expected_report_data,
+            expected_report_data: None,
             expected_measurement: None,
+            expected_host_data: None,
+            expected_id_key_digest: None,
+            expected_author_key_digest: None,
+            min_tcb: None,
+            allow_debug: false,
+            allow_migration_agent: false,
+            tdx: crate::tdx::TdxPolicy::default(),
         }
     }
 }
@@ -66,7 +108,7 @@ pub struct Verified {
     pub report_version: u32,
     /// Launch measurement.
     pub measurement: [u8; 48],
-    /// REPORT_DATA (equal to the policy's expected value).
+    /// REPORT_DATA (equal to the policy's expected value, when it sets one).
     pub report_data: [u8; 64],
     /// HOST_DATA.
     pub host_data: [u8; 32],
@@ -76,23 +118,59 @@ pub struct Verified {
     pub reported_tcb: snp::TcbVersion,
     /// REPORTED_TCB decoded for the processor generation (equal to the VCEK's extensions).
     pub tcb: snp::TcbParts,
+    /// CURRENT_TCB decoded for the processor generation (reported, not checked).
+    pub tcb_current: snp::TcbParts,
+    /// COMMITTED_TCB decoded for the processor generation (reported, not checked).
+    pub tcb_committed: snp::TcbParts,
+    /// LAUNCH_TCB decoded for the processor generation (reported, not checked).
+    pub tcb_launch: snp::TcbParts,
     /// Guest policy.
     pub guest_policy: u64,
+    /// Processor generation whose TCB byte layout decoded the TCB values: the generation of
+    /// the built-in AMD root the chain verified under (hardware), or the report's CPUID
+    /// (simulation; Milan/Genoa layout for version 2).
+    pub generation: snp::Generation,
+    /// Key that signed the report (from SIGNING_KEY): VCEK, or VLEK (no chip binding).
+    pub signing_key: snp::SigningKey,
+    /// CPUID family, model and stepping (version 3+ reports).
+    pub cpuid: Option<(u8, u8, u8)>,
+    /// VMPL the report was requested from.
+    pub vmpl: u32,
+    /// Guest SVN.
+    pub guest_svn: u32,
+    /// ID_KEY_DIGEST (SHA-384 of the ID key; zero without an ID block).
+    pub id_key_digest: [u8; 48],
+    /// AUTHOR_KEY_DIGEST (SHA-384 of the author key; zero unless AUTHOR_KEY_EN).
+    pub author_key_digest: [u8; 48],
+    /// PLATFORM_INFO flags (SMT enabled, TSME enabled, ...).
+    pub platform_info: u64,
     /// The checks performed, in order, all passed.
     pub steps: Vec<Step>,
+    /// Intel TDX details; `Some` exactly for TDX evidence. For TDX, `measurement` is MRTD,
+    /// `report_version` the quote version, `ark_fingerprint` the Intel SGX Root CA's, and
+    /// the SEV-SNP-only fields are zero/neutral.
+    pub tdx: Option<crate::tdx::TdxVerified>,
 }
 
 /// Verify `bundle` against `policy` at time `now_unix` (seconds since the Unix epoch).
 ///
 /// For SEV-SNP-format evidence this checks, in order: the platform is allowed (simulation
-/// only with a [`SimulationPin`]; TDX is `PLATFORM_NOT_SUPPORTED`); the report parses; the
-/// ARK is the pinned simulated root (simulation) or AMD's built-in Milan/Genoa ARK and ASK
-/// are used (hardware; certificates other than the VCEK in the bundle are ignored); ARK
-/// (self-signed) → ASK → VCEK are signed with RSASSA-PSS/SHA-384; all three certificates are
-/// valid at `now_unix`; the report's ECDSA P-384/SHA-384 signature verifies with the VCEK
-/// key; the VCEK's hwID and TCB extensions match the report's CHIP_ID and REPORTED_TCB; the
-/// guest policy disallows debugging and migration agents; REPORT_DATA equals the expected
-/// value; the measurement equals the pinned one, if any.
+/// only with a [`SimulationPin`]; TDX evidence is verified by [`crate::tdx`] instead, whose
+/// module documentation lists its checks); the report parses
+/// (versions 2–5) and its SIGNING_KEY is the VCEK or the VLEK; the root is the pinned
+/// simulated ARK (simulation) or AMD's built-in ARK for the report's generation (hardware:
+/// Milan, Genoa or Turin from the CPUID, all three for version 2 reports; the bundle's ARK
+/// is ignored); the intermediate is AMD's built-in ASK for a VCEK, or the bundle's `ask`
+/// only if it verifies under that built-in ARK (the only way for a VLEK, whose ASVK is not
+/// built in); ARK (self-signed) → intermediate → VCEK/VLEK are signed with
+/// RSASSA-PSS/SHA-384 and the intermediate's role matches the key (ASK for VCEK, ASVK for
+/// VLEK); all three certificates are valid at `now_unix`; the report's ECDSA
+/// P-384/SHA-384 signature over bytes 0x000..0x2A0 verifies with the leaf key; a VCEK's
+/// hwID equals CHIP_ID (a VLEK has none); the leaf's TCB extensions equal REPORTED_TCB
+/// decoded with the generation's byte layout; the guest policy disallows debugging and
+/// migration agents (unless the policy allows them); REPORTED_TCB meets the minimum TCB;
+/// REPORT_DATA, measurement, HOST_DATA, ID key digest and author key digest equal their
+/// pins, where set.
 pub fn verify(
     bundle: &EvidenceBundle,
     policy: &Policy,
@@ -173,7 +251,7 @@ pub fn verify_cached(
                 .ok_or(AttestError::SimulationNotAllowed)?,
         ),
         Platform::SevSnp => None,
-        other => return Err(AttestError::PlatformNotSupported(other)),
+        Platform::Tdx => return crate::tdx::verify_bundle(bundle, policy, now_unix),
     };
     step(
         "platform",
@@ -184,15 +262,18 @@ pub fn verify_cached(
         },
     );
 
-    // 2. Report structure.
+    // 2. Report structure and signing key.
     let report = snp::parse(&bundle.report)?;
+    let key = report
+        .signing_key_kind()
+        .ok_or(AttestError::UnsupportedSigningKey(report.signing_key()))?;
     step(
         "report_format",
-        format!("SNP report version {}", report.version),
+        format!("SNP report version {}, signed by the {key}", report.version),
     );
 
     // 3 + 4. Root and certificate chain.
-    let (ark_fingerprint, [ark, ask, vcek]) = match sim_pin {
+    let (ark_fingerprint, generation, [ark, ask, vcek]) = match sim_pin {
         Some(pin) => {
             let ark_der = bundle
                 .ark
@@ -213,88 +294,126 @@ pub fn verify_cached(
                     hex::encode(ark_fingerprint)
                 ),
             );
-            let ask_der = bundle
-                .ask
-                .as_deref()
-                .ok_or_else(|| AttestError::chain("ASK certificate missing"))?;
-            (
-                ark_fingerprint,
-                cache.verify_chain(ark_der, ask_der, &bundle.vcek)?,
-            )
+            let ask_der = bundle.ask.as_deref().ok_or_else(|| {
+                AttestError::chain(format!("{} certificate missing", key.issuer_name()))
+            })?;
+            let chain = cache.verify_chain(ark_der, ask_der, &bundle.vcek)?;
+            amd::check_intermediate_role(&chain[1], key)?;
+            // The simulated platform's generation is whatever its CPUID says; version 2
+            // reports use the Milan/Genoa layout.
+            let generation = match report.generation() {
+                snp::Generation::Unknown => snp::Generation::Genoa,
+                g => g,
+            };
+            (ark_fingerprint, generation, chain)
         }
         None => {
-            // Real hardware: only AMD's built-in ARK/ASK count; any in the bundle are ignored.
-            let candidates = amd::builtin_chains(report.generation());
-            let mut result = Err(AttestError::PlatformNotSupported(Platform::SevSnp));
-            for (ark_der, ask_der) in candidates {
-                result = cache
-                    .verify_chain(ark_der, ask_der, &bundle.vcek)
-                    .map(|chain| (fingerprint(ark_der), chain));
-                if result.is_ok() {
-                    break;
-                }
-            }
-            let (fp, chain) = result?;
+            // Real hardware: only AMD's built-in ARKs are roots; the bundle's ARK is ignored.
+            let (root, chain) = builtin_chain(bundle, &report, key, cache)?;
+            let fp = fingerprint(root.ark);
             step(
                 "root",
-                format!("built-in AMD ARK SHA-256 {}", hex::encode(fp)),
+                format!(
+                    "built-in AMD {} ARK SHA-256 {}",
+                    root.generation,
+                    hex::encode(fp)
+                ),
             );
-            (fp, chain)
+            (fp, root.generation, chain)
         }
     };
     step(
         "cert_chain",
-        "ARK → ASK → VCEK signatures (RSASSA-PSS SHA-384) valid".into(),
+        format!(
+            "ARK → {} → {key} signatures (RSASSA-PSS SHA-384) valid",
+            key.issuer_name()
+        ),
     );
 
     // 5. Validity at `now`.
     amd::check_validity(&ark, "ARK", now_unix)?;
-    amd::check_validity(&ask, "ASK", now_unix)?;
-    amd::check_validity(&vcek, "VCEK", now_unix)?;
+    amd::check_validity(&ask, key.issuer_name(), now_unix)?;
+    amd::check_validity(&vcek, key.name(), now_unix)?;
     step(
         "cert_validity",
-        format!("ARK, ASK and VCEK valid at {now_unix}"),
+        format!("ARK, {} and {key} valid at {now_unix}", key.issuer_name()),
     );
 
     // 6. Report signature.
     amd::verify_report_signature_with(&bundle.report, &report, &vcek)?;
     step(
         "report_signature",
-        "ECDSA P-384 SHA-384 signature by the VCEK valid".into(),
+        format!("ECDSA P-384 SHA-384 signature by the {key} valid"),
     );
 
-    // 7. The VCEK was issued for this chip and this TCB.
-    let reported = amd::check_vcek_binding(&vcek, &report)?;
-    step("chip_id", "VCEK hwID equals the report's CHIP_ID".into());
-    step("tcb", format!("VCEK TCB equals REPORTED_TCB ({reported})"));
+    // 7. The key was issued for this chip (VCEK) and this TCB.
+    let reported = amd::check_key_binding(&vcek, &report, generation, key)?;
+    step(
+        "chip_id",
+        match key {
+            snp::SigningKey::Vcek => "VCEK hwID equals the report's CHIP_ID".into(),
+            snp::SigningKey::Vlek => {
+                "not bound: a VLEK is not chip-specific (its certificate has no hwID)".into()
+            }
+        },
+    );
+    step(
+        "tcb",
+        format!("{key} TCB equals REPORTED_TCB ({reported}, {generation} layout)"),
+    );
 
     // 8. Guest policy.
-    if report.debug_allowed() {
+    if report.debug_allowed() && !policy.allow_debug {
         return Err(AttestError::DebugEnabled(report.policy));
     }
-    if report.migration_agent_allowed() {
+    if report.migration_agent_allowed() && !policy.allow_migration_agent {
         return Err(AttestError::MigrationAgentEnabled(report.policy));
     }
+    let allowed = |on: bool| if on { "ALLOWED by policy" } else { "off" };
     step(
         "guest_policy",
         format!(
-            "debug and migration agent disallowed (policy {:#x})",
+            "debug {}, migration agent {} (policy {:#x})",
+            allowed(report.debug_allowed()),
+            allowed(report.migration_agent_allowed()),
             report.policy
         ),
     );
 
-    // 9. Binding.
-    if report.report_data != policy.expected_report_data {
-        return Err(AttestError::ReportDataMismatch {
-            got: hex::encode(report.report_data),
-        });
+    // 9. Minimum TCB.
+    if let Some(min) = &policy.min_tcb {
+        if let Some((component, got, min_svn)) = reported.first_below(min) {
+            return Err(AttestError::TcbBelowMinimum {
+                tcb: "REPORTED_TCB",
+                component,
+                got,
+                min: min_svn,
+            });
+        }
+        step(
+            "min_tcb",
+            format!("REPORTED_TCB ({reported}) ≥ minimum ({min})"),
+        );
     }
-    step(
-        "report_data",
-        "REPORT_DATA equals the expected value".into(),
-    );
 
-    // 10. Measurement.
+    // 10. Binding.
+    match &policy.expected_report_data {
+        Some(expected) if *expected != report.report_data => {
+            return Err(AttestError::ReportDataMismatch {
+                got: hex::encode(report.report_data),
+            });
+        }
+        Some(_) => step(
+            "report_data",
+            "REPORT_DATA equals the expected value".into(),
+        ),
+        None => step(
+            "report_data",
+            "REPORT_DATA not pinned by this policy (offline audit)".into(),
+        ),
+    }
+
+    // 11. Measurement.
     match &policy.expected_measurement {
         Some(expected) if *expected != report.measurement => {
             return Err(AttestError::MeasurementMismatch {
@@ -318,6 +437,40 @@ pub fn verify_cached(
         ),
     }
 
+    // 12. Other pins.
+    if let Some(expected) = &policy.expected_host_data {
+        if *expected != report.host_data {
+            return Err(AttestError::HostDataMismatch {
+                expected: hex::encode(expected),
+                got: hex::encode(report.host_data),
+            });
+        }
+        step("host_data", "HOST_DATA equals the pin".into());
+    }
+    if let Some(expected) = &policy.expected_id_key_digest {
+        if *expected != report.id_key_digest {
+            return Err(AttestError::IdKeyDigestMismatch {
+                expected: hex::encode(expected),
+                got: hex::encode(report.id_key_digest),
+            });
+        }
+        step("id_key_digest", "ID key digest equals the pin".into());
+    }
+    if let Some(expected) = &policy.expected_author_key_digest {
+        if *expected != report.author_key_digest {
+            return Err(AttestError::AuthorKeyDigestMismatch {
+                expected: hex::encode(expected),
+                got: hex::encode(report.author_key_digest),
+            });
+        }
+        step(
+            "author_key_digest",
+            "author key digest equals the pin".into(),
+        );
+    }
+
+    // Decodable: `generation` is never Unknown here; the fallback only satisfies the type.
+    let decode = |t: snp::TcbVersion| t.decode(generation).unwrap_or_default();
     Ok(Verified {
         platform: bundle.platform,
         is_simulated: sim_pin.is_some(),
@@ -329,7 +482,65 @@ pub fn verify_cached(
         chip_id: report.chip_id,
         reported_tcb: report.reported_tcb,
         tcb: reported,
+        tcb_current: decode(report.current_tcb),
+        tcb_committed: decode(report.committed_tcb),
+        tcb_launch: decode(report.launch_tcb),
         guest_policy: report.policy,
+        generation,
+        signing_key: key,
+        cpuid: report.cpuid(),
+        vmpl: report.vmpl,
+        guest_svn: report.guest_svn,
+        id_key_digest: report.id_key_digest,
+        author_key_digest: report.author_key_digest,
+        platform_info: report.platform_info,
         steps,
+        tdx: None,
+    })
+}
+
+/// Find the built-in AMD chain for a hardware report: for each candidate generation's ARK
+/// (one, from the CPUID; all for version 2), try the built-in ASK (VCEK only) and then the
+/// bundle's `ask` (an ASK, or for a VLEK its ASVK), which therefore counts only if it
+/// verifies under a built-in ARK. The first chain that verifies and whose intermediate has
+/// the right role for `key` wins; its root's generation decides the TCB layout.
+fn builtin_chain(
+    bundle: &EvidenceBundle,
+    report: &snp::Report,
+    key: snp::SigningKey,
+    cache: &mut ChainCache,
+) -> Result<(amd::BuiltinRoot, [x509_cert::Certificate; 3]), AttestError> {
+    let candidates = amd::builtin_roots(report.generation());
+    let bundle_ask = bundle.ask.as_deref();
+    let mut first_err = None;
+    for root in candidates {
+        let builtin = match key {
+            snp::SigningKey::Vcek => Some(root.ask),
+            snp::SigningKey::Vlek => None,
+        };
+        let supplied = bundle_ask.filter(|a| Some(*a) != builtin);
+        for intermediate in [builtin, supplied].into_iter().flatten() {
+            let attempt = cache
+                .verify_chain(root.ark, intermediate, &bundle.vcek)
+                .and_then(|chain| amd::check_intermediate_role(&chain[1], key).map(|()| chain));
+            match attempt {
+                Ok(chain) => return Ok((*root, chain)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    let names: Vec<&str> = candidates.iter().map(|r| r.generation.name()).collect();
+    let roots = names.join("/");
+    Err(match first_err {
+        None => AttestError::chain(format!(
+            "the report is signed by a VLEK but the bundle carries no ASVK (its `ask` field); \
+             AMD's ASVKs are not built in ({roots} ARK)"
+        )),
+        Some(AttestError::CertChainInvalid(why)) => AttestError::chain(format!(
+            "{key} does not chain to the built-in AMD {roots} ARK: {why}"
+        )),
+        Some(other) => other,
     })
 }

@@ -304,6 +304,15 @@ fn debug_and_migration_agent_policies_are_rejected() {
         code(check(&f.a.bundle(&r), &policy_for(&f.a), f.now)),
         "MIGRATION_AGENT_ENABLED"
     );
+    // Allowed only by an explicit policy switch (which does not also allow debugging).
+    let mut p = policy_for(&f.a);
+    p.allow_migration_agent = true;
+    let v = check(&f.a.bundle(&r), &p, f.now).unwrap();
+    assert_ne!(v.guest_policy & snp::POLICY_MIGRATE_MA, 0);
+    let mut r = f.a.report_template(&RD);
+    r.policy |= snp::POLICY_MIGRATE_MA | snp::POLICY_DEBUG;
+    f.a.sign_report(&mut r);
+    assert_eq!(code(check(&f.a.bundle(&r), &p, f.now)), "DEBUG_ENABLED");
 
     // Control: re-signing an unmodified template verifies, so the helper is sound.
     let mut r = f.a.report_template(&RD);
@@ -319,7 +328,7 @@ fn chip_id_and_tcb_must_match_the_vcek() {
     f.a.sign_report(&mut r);
     assert_eq!(
         code(check(&f.a.bundle(&r), &policy_for(&f.a), f.now)),
-        "CHIP_ID_MISMATCH"
+        "VCEK_HWID_MISMATCH"
     );
 
     let mut r = f.a.report_template(&RD);
@@ -327,19 +336,31 @@ fn chip_id_and_tcb_must_match_the_vcek() {
     f.a.sign_report(&mut r);
     assert_eq!(
         code(check(&f.a.bundle(&r), &policy_for(&f.a), f.now)),
-        "TCB_MISMATCH"
+        "VCEK_TCB_MISMATCH"
     );
 }
 
 #[test]
 fn unsupported_signing_key_and_algorithm() {
     let f = fx();
+    // SIGNING_KEY 7 (no key) and reserved values.
+    for field in [2u32, 7] {
+        let mut r = f.a.report_template(&RD);
+        r.author_key_flags = field << 2;
+        f.a.sign_report(&mut r);
+        assert_eq!(
+            code(check(&f.a.bundle(&r), &policy_for(&f.a), f.now)),
+            "UNSUPPORTED_SIGNING_KEY",
+            "SIGNING_KEY {field}"
+        );
+    }
+    // A report claiming a VLEK but chaining through an ASK (not an ASVK).
     let mut r = f.a.report_template(&RD);
     r.author_key_flags = 1 << 2; // VLEK
     f.a.sign_report(&mut r);
     assert_eq!(
         code(check(&f.a.bundle(&r), &policy_for(&f.a), f.now)),
-        "UNSUPPORTED_SIGNING_KEY"
+        "CERT_CHAIN_INVALID"
     );
     let mut r = f.a.report_template(&RD);
     r.signature_algo = 2;
@@ -394,10 +415,11 @@ fn simulated_evidence_relabelled_as_hardware_or_tdx_is_rejected() {
         code(check(&bundle, &policy_for(&f.a), f.now)),
         "CERT_CHAIN_INVALID"
     );
+    // Relabelled as TDX: the TDX verifier does not take an SNP report for a quote.
     bundle.platform = Platform::Tdx;
     assert_eq!(
         code(check(&bundle, &policy_for(&f.a), f.now)),
-        "PLATFORM_NOT_SUPPORTED"
+        "MALFORMED_EVIDENCE"
     );
 }
 

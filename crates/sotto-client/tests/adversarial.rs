@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use sotto_attester::{Attester, AttesterError, EvidenceBundle, Platform, SimulatedTee};
-use sotto_client::{ApiFailure, ChatStream, ClientError, Session, Trust};
+use sotto_client::{ApiFailure, ChatStream, Session, Trust};
 use sotto_wire::StaticKeypair;
 
 // ---------------------------------------------------------------------------------------

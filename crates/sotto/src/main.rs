@@ -1,5 +1,6 @@
 //! `sotto`: run the local stack, chat privately with a verified enclave, and audit it.
 
+mod attest_cmd;
 mod cli_client;
 mod stack;
 
@@ -29,6 +30,9 @@ enum Command {
     Enclave(stack::EnclaveArgs),
     /// Run the relay process (the operator's untrusted front door).
     Relay(stack::RelayArgs),
+    /// Attestation tools for auditors.
+    #[command(subcommand)]
+    Attest(attest_cmd::AttestCommand),
     /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
     /// loopback (test upstream and plaintext baseline).
     Serve(stack::ServeArgs),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             Command::Ask(a) => cli_client::ask(a).await,
             Command::Chat(a) => cli_client::chat(a).await,
             Command::Verify(a) => cli_client::verify(a).await,
+            Command::Attest(c) => attest_cmd::run_command(c),
         }
     });
     match result {
