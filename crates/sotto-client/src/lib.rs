@@ -110,6 +110,10 @@ pub struct Trust {
     pub allow_unpinned_measurement: bool,
     /// The enclave's claimed weights digest must equal this.
     pub expected_weights_sha256: Option<[u8; 32]>,
+    /// SEV-SNP: minimum REPORTED_TCB per component (default: none).
+    pub min_tcb: Option<sotto_attest::snp::TcbParts>,
+    /// Intel TDX: TCB statuses to accept (default: only `UpToDate`).
+    pub allowed_tcb_statuses: Option<Vec<sotto_attest::tdx::TcbStatus>>,
 }
 
 /// Client configuration.
@@ -365,6 +369,11 @@ pub fn verify_hello(
     };
     let mut policy = Policy::new(roots, hello.expected_report_data());
     policy.expected_measurement = trust.expected_measurement;
+    // Debug and migration agents stay disallowed: a client never relaxes those.
+    policy.min_tcb = trust.min_tcb;
+    if let Some(statuses) = &trust.allowed_tcb_statuses {
+        policy.tdx.allowed_tcb_statuses = statuses.clone();
+    }
     // REPORT_DATA covers the claims, so they are trustworthy once this passes.
     // Chains that verified before are remembered process-wide (exact bytes only).
     static CHAINS: std::sync::Mutex<Option<sotto_attest::ChainCache>> = std::sync::Mutex::new(None);

@@ -91,7 +91,7 @@ pub struct VerifyArgs {
 
 /// An input problem: exit code 30.
 #[derive(Debug)]
-struct Malformed(String);
+pub struct Malformed(pub String);
 
 fn read(path: &Path) -> Result<Vec<u8>, Malformed> {
     std::fs::read(path).map_err(|e| Malformed(format!("cannot read {}: {e}", path.display())))
@@ -139,7 +139,8 @@ fn certs(path: &Path) -> Result<Vec<Vec<u8>>, Malformed> {
     Ok(out)
 }
 
-fn parse_min_tcb(s: &str) -> Result<snp::TcbParts, Malformed> {
+/// Parses `bl=N,tee=N,snp=N,ucode=N[,fmc=N]` (omitted components are 0).
+pub fn parse_min_tcb(s: &str) -> Result<snp::TcbParts, Malformed> {
     let mut t = snp::TcbParts {
         fmc: None,
         bootloader: 0,
@@ -169,6 +170,17 @@ fn parse_min_tcb(s: &str) -> Result<snp::TcbParts, Malformed> {
         }
     }
     Ok(t)
+}
+
+/// Parses a comma-separated list of TDX TCB status names.
+pub fn parse_statuses(list: &str) -> Result<Vec<tdx::TcbStatus>, Malformed> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            tdx::TcbStatus::from_name(s.trim())
+                .ok_or_else(|| Malformed(format!("--allow-tcb-status: unknown status {s:?}")))
+        })
+        .collect()
 }
 
 fn policy(a: &VerifyArgs) -> Result<Policy, Malformed> {

@@ -43,6 +43,12 @@ pub struct ConnectArgs {
     /// on genuine hardware would pass).
     #[arg(long)]
     pub allow_unpinned_measurement: bool,
+    /// SEV-SNP minimum TCB: bl=N,tee=N,snp=N,ucode=N[,fmc=N].
+    #[arg(long, env = "SOTTO_MIN_TCB")]
+    pub min_tcb: Option<String>,
+    /// Intel TDX TCB statuses to accept, comma-separated (default: UpToDate).
+    #[arg(long, env = "SOTTO_ALLOW_TCB_STATUS")]
+    pub allow_tcb_status: Option<String>,
 }
 
 fn parse_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], CliError> {
@@ -61,6 +67,13 @@ impl ConnectArgs {
             trust.expected_weights_sha256 = Some(parse_hex::<32>("--expect-model-sha256", m)?);
         }
         trust.allow_unpinned_measurement = self.allow_unpinned_measurement;
+        if let Some(t) = &self.min_tcb {
+            trust.min_tcb = Some(crate::attest_cmd::parse_min_tcb(t).map_err(|e| e.0)?);
+        }
+        if let Some(l) = &self.allow_tcb_status {
+            trust.allowed_tcb_statuses =
+                Some(crate::attest_cmd::parse_statuses(l).map_err(|e| e.0)?);
+        }
         match (self.allow_simulated, &self.sim_root) {
             (false, Some(_)) => {
                 return Err("--sim-root requires --allow-simulated (an explicit opt-in)".into());
