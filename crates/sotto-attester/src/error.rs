@@ -54,6 +54,34 @@ pub enum AttesterError {
     /// A certificate needed for the bundle is absent from the certificate table.
     #[error("{0} certificate not provided by the host")]
     CertMissing(&'static str),
+    /// The operator's SNP certificate cache file is unreadable or not what it should be.
+    #[error("SNP certificate file {path}: {reason}")]
+    SnpCertsInvalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// TDX collateral (file or PCCS response) is malformed.
+    #[error("invalid TDX collateral: {0}")]
+    CollateralInvalid(String),
+    /// The TDX collateral is for another platform (its FMSPC differs from the quote's).
+    #[error("TDX collateral does not match the quote: {0}")]
+    CollateralMismatch(String),
+    /// A TDX quote was produced but no collateral source is configured.
+    #[error("no TDX collateral configured (use a collateral file or a PCCS URL)")]
+    CollateralMissing,
+    /// The PCCS URL is not usable by this build (only `http://` is supported).
+    #[error(
+        "unsupported PCCS URL {0:?}: only http:// is supported (https needs a TLS-enabled build)"
+    )]
+    PccsUrlUnsupported(String),
+    /// The PCCS could not be reached (connection refused, timeout, ...).
+    #[error("PCCS unreachable: {0}")]
+    PccsUnreachable(String),
+    /// The PCCS answered, but not with usable collateral (HTTP error, missing header, ...).
+    #[error("PCCS error: {0}")]
+    PccsError(String),
 }
 
 impl AttesterError {
@@ -71,6 +99,13 @@ impl AttesterError {
             AttesterError::InvalidReport(_) => "INVALID_REPORT",
             AttesterError::CertTableMalformed(_) => "CERT_TABLE_MALFORMED",
             AttesterError::CertMissing(_) => "CERT_MISSING",
+            AttesterError::SnpCertsInvalid { .. } => "SNP_CERTS_INVALID",
+            AttesterError::CollateralInvalid(_) => "TDX_COLLATERAL_INVALID",
+            AttesterError::CollateralMismatch(_) => "TDX_COLLATERAL_MISMATCH",
+            AttesterError::CollateralMissing => "TDX_COLLATERAL_MISSING",
+            AttesterError::PccsUrlUnsupported(_) => "PCCS_URL_UNSUPPORTED",
+            AttesterError::PccsUnreachable(_) => "PCCS_UNREACHABLE",
+            AttesterError::PccsError(_) => "PCCS_ERROR",
         }
     }
 

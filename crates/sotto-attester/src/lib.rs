@@ -18,7 +18,12 @@ mod tsm;
 
 pub use error::AttesterError;
 pub use sim::SimulatedTee;
-pub use tsm::{CertTableEntry, ConfigFsTsm, SnpCerts, TsmReport, guids, parse_cert_table};
+#[doc(hidden)]
+pub use tsm::fs::{StdFs, TsmFs};
+pub use tsm::{
+    CertSource, CertTableEntry, CollateralSource, ConfigFsTsm, RefreshPolicy, SnpCerts, TsmReport,
+    guids, parse_cert_table,
+};
 
 pub use sotto_attest::{EvidenceBundle, Platform};
 

@@ -1,15 +1,24 @@
 //! Linux configfs-tsm (`Documentation/ABI/testing/configfs-tsm`) report backend.
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use rsa::rand_core::{OsRng, RngCore};
 use sotto_attest::snp;
-use sotto_attest::{EvidenceBundle, Platform};
+use sotto_attest::{EvidenceBundle, Extra, Platform, tags};
 
 use crate::{Attester, AttesterError};
+
+mod certs;
+mod collateral;
+pub(crate) mod fs;
+
+pub use certs::CertSource;
+use collateral::{Clock, Provider};
+pub use collateral::{CollateralSource, RefreshPolicy};
+use fs::{StdFs, TsmFs};
 
 /// GUIDs of the SNP certificate table (RFC 4122 byte order, as the kernel passes them).
 pub mod guids {
@@ -140,7 +149,8 @@ pub struct TsmReport {
 }
 
 impl TsmReport {
-    /// Turn the raw result into an evidence bundle.
+    /// Turn the raw result into an evidence bundle, with only what the entry provided (no
+    /// certificate cache, no TDX collateral: see [`ConfigFsTsm::bundle`]).
     ///
     /// `sev_guest`: the outblob must be a 1184-byte report; the VCEK (or VLEK) is required
     /// from the certificate table, ASK and ARK are included when present. `tdx_guest`: the
@@ -191,28 +201,52 @@ impl TsmReport {
 /// `inblob` (and `privlevel` if configured), checks `generation` equals the number of
 /// writes it made, reads `outblob`, `provider` and `auxblob`, re-reads `generation` to
 /// detect a concurrent writer (retrying up to three times), and removes the entry.
-#[derive(Debug)]
+///
+/// SEV-SNP certificates come from the host's certificate table (`auxblob`); certificates
+/// it lacks are taken from an operator-provided cache ([`with_snp_certs`](Self::with_snp_certs)).
+/// TDX bundles carry Intel collateral from a file or a PCCS
+/// ([`with_tdx_collateral`](Self::with_tdx_collateral)); without one a TDX quote is an error
+/// (`TDX_COLLATERAL_MISSING`), since clients cannot verify it.
 pub struct ConfigFsTsm {
     root: PathBuf,
     privlevel: Option<u8>,
     last_platform: AtomicU8,
     counter: AtomicU64,
+    fs: Arc<dyn TsmFs>,
+    snp_certs: Option<SnpCerts>,
+    collateral: Option<Provider>,
+    refresh: RefreshPolicy,
+    clock: Clock,
 }
 
-/// Removes the entry directory however the request ends.
-struct EntryGuard(PathBuf);
-
-impl Drop for EntryGuard {
-    fn drop(&mut self) {
-        // configfs removes the attribute files with the directory.
-        let _ = fs::remove_dir(&self.0);
+impl std::fmt::Debug for ConfigFsTsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFsTsm")
+            .field("root", &self.root)
+            .field("privlevel", &self.privlevel)
+            .field("snp_certs", &self.snp_certs.is_some())
+            .field("collateral", &self.collateral)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
     }
 }
 
-fn read_generation(entry: &Path) -> Result<u64, AttesterError> {
+/// Removes the entry directory however the request ends.
+struct EntryGuard<'a>(&'a dyn TsmFs, PathBuf);
+
+impl Drop for EntryGuard<'_> {
+    fn drop(&mut self) {
+        // configfs removes the attribute files with the directory.
+        let _ = self.0.remove_dir(&self.1);
+    }
+}
+
+fn read_generation(fs: &dyn TsmFs, entry: &Path) -> Result<u64, AttesterError> {
     let path = entry.join("generation");
-    let s = fs::read_to_string(&path)
+    let bytes = fs
+        .read(&path)
         .map_err(|e| AttesterError::io(format!("reading {}", path.display()), e))?;
+    let s = String::from_utf8_lossy(&bytes);
     s.trim()
         .parse()
         .map_err(|_| AttesterError::TsmUnavailable(format!("bad generation {:?}", s.trim())))
@@ -220,13 +254,14 @@ fn read_generation(entry: &Path) -> Result<u64, AttesterError> {
 
 /// Run one request in an existing entry directory (what the kernel created on mkdir).
 pub(crate) fn request_in_entry(
+    fs: &dyn TsmFs,
     entry: &Path,
     report_data: &[u8; 64],
     privlevel: Option<u8>,
 ) -> Result<TsmReport, AttesterError> {
     let write = |name: &str, bytes: &[u8]| {
         let path = entry.join(name);
-        fs::write(&path, bytes)
+        fs.write(&path, bytes)
             .map_err(|e| AttesterError::io(format!("writing {}", path.display()), e))
     };
     let mut writes = 0u64;
@@ -237,7 +272,7 @@ pub(crate) fn request_in_entry(
     write("inblob", report_data)?;
     writes += 1;
 
-    let before = read_generation(entry)?;
+    let before = read_generation(fs, entry)?;
     if before != writes {
         return Err(AttesterError::TsmRace {
             expected: writes,
@@ -245,18 +280,19 @@ pub(crate) fn request_in_entry(
         });
     }
     let outblob_path = entry.join("outblob");
-    let outblob = fs::read(&outblob_path)
+    let outblob = fs
+        .read(&outblob_path)
         .map_err(|e| AttesterError::io(format!("reading {}", outblob_path.display()), e))?;
     if outblob.is_empty() {
         return Err(AttesterError::InvalidReport("empty outblob".into()));
     }
     let provider_path = entry.join("provider");
-    let provider = fs::read_to_string(&provider_path)
-        .map_err(|e| AttesterError::io(format!("reading {}", provider_path.display()), e))?
-        .trim()
-        .to_string();
+    let provider = fs
+        .read(&provider_path)
+        .map_err(|e| AttesterError::io(format!("reading {}", provider_path.display()), e))?;
+    let provider = String::from_utf8_lossy(&provider).trim().to_string();
     let auxblob_path = entry.join("auxblob");
-    let auxblob = match fs::read(&auxblob_path) {
+    let auxblob = match fs.read(&auxblob_path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
         Err(e) => {
@@ -266,7 +302,7 @@ pub(crate) fn request_in_entry(
             ));
         }
     };
-    let after = read_generation(entry)?;
+    let after = read_generation(fs, entry)?;
     if after != before {
         return Err(AttesterError::TsmRace {
             expected: before,
@@ -293,7 +329,118 @@ impl ConfigFsTsm {
             privlevel: None,
             last_platform: AtomicU8::new(Platform::SevSnp as u8),
             counter: AtomicU64::new(0),
+            fs: Arc::new(StdFs),
+            snp_certs: None,
+            collateral: None,
+            refresh: RefreshPolicy::default(),
+            clock: collateral::system_clock(),
         }
+    }
+
+    /// Use another filesystem implementation (tests: a fake kernel). Not a stable API.
+    #[doc(hidden)]
+    pub fn with_fs(mut self, fs: Arc<dyn TsmFs>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// SEV-SNP certificates to use when the host's certificate table lacks them: each of
+    /// VCEK/VLEK, ASK and ARK comes from the `auxblob` when present there, else from
+    /// `source`. A file is read and checked now (`SNP_CERTS_INVALID`).
+    pub fn with_snp_certs(mut self, source: CertSource) -> Result<Self, AttesterError> {
+        self.snp_certs = Some(source.load()?);
+        Ok(self)
+    }
+
+    /// How TDX collateral is refreshed; call before
+    /// [`with_tdx_collateral`](Self::with_tdx_collateral).
+    pub fn with_refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// Ship Intel TDX collateral from `source` in TDX bundles (extra tag
+    /// [`tags::TDX_COLLATERAL`]).
+    ///
+    /// - [`CollateralSource::File`] is read and validated now (`IO_ERROR`,
+    ///   `TDX_COLLATERAL_INVALID`), re-read when the file changes or its earliest
+    ///   `nextUpdate` is within [`RefreshPolicy::margin`]. A collateral whose FMSPC differs
+    ///   from the quote's is refused (`TDX_COLLATERAL_MISMATCH`).
+    /// - [`CollateralSource::Pccs`] must be `http://` (`PCCS_URL_UNSUPPORTED`; https needs a
+    ///   TLS-enabled build). A background thread fetches the collateral for the quote's
+    ///   FMSPC on the first TDX request (call [`prepare`](Self::prepare) at start) and
+    ///   refreshes it [`RefreshPolicy::margin`] before it expires. Fetch failures:
+    ///   `PCCS_UNREACHABLE`, `PCCS_ERROR`, `TDX_COLLATERAL_INVALID`; once collateral is
+    ///   held, a failed refresh keeps serving it (retried every [`RefreshPolicy::retry`]).
+    pub fn with_tdx_collateral(mut self, source: CollateralSource) -> Result<Self, AttesterError> {
+        self.collateral = Some(Provider::start(source, self.refresh, self.clock.clone())?);
+        Ok(self)
+    }
+
+    /// Produce one piece of evidence (zero REPORT_DATA) to check the whole path at start:
+    /// configfs-tsm works, certificates are present, TDX collateral is available (with a
+    /// PCCS, this is the initial fetch). Returns the platform.
+    pub fn prepare(&self) -> Result<Platform, AttesterError> {
+        Ok(self.evidence(&[0; 64])?.platform)
+    }
+
+    /// Turn a raw report into a bundle with this backend's certificate cache and collateral.
+    pub fn bundle(&self, report: TsmReport) -> Result<EvidenceBundle, AttesterError> {
+        match report.provider.as_str() {
+            "sev_guest" => {
+                snp::parse(&report.outblob)
+                    .map_err(|e| AttesterError::InvalidReport(e.to_string()))?;
+                let aux = if report.auxblob.is_empty() {
+                    SnpCerts::default()
+                } else {
+                    SnpCerts::from_cert_table(&report.auxblob)?
+                };
+                let cache = self.snp_certs.clone().unwrap_or_default();
+                // The endorsement key: the host's VCEK/VLEK wins; the cache fills in.
+                let vcek = aux
+                    .vcek
+                    .or(aux.vlek)
+                    .or(cache.vcek)
+                    .or(cache.vlek)
+                    .ok_or(AttesterError::CertMissing("VCEK/VLEK"))?;
+                Ok(EvidenceBundle {
+                    platform: Platform::SevSnp,
+                    report: report.outblob,
+                    vcek,
+                    ask: aux.ask.or(cache.ask),
+                    ark: aux.ark.or(cache.ark),
+                    extras: Vec::new(),
+                })
+            }
+            "tdx_guest" => {
+                let provider = self
+                    .collateral
+                    .as_ref()
+                    .ok_or(AttesterError::CollateralMissing)?;
+                if report.outblob.is_empty() {
+                    return Err(AttesterError::InvalidReport("empty TDX quote".into()));
+                }
+                let collateral = provider.get(&report.outblob)?;
+                let mut bundle = report.into_bundle()?;
+                bundle.extras.push(Extra {
+                    tag: tags::TDX_COLLATERAL,
+                    value: collateral.json.clone(),
+                });
+                Ok(bundle)
+            }
+            _ => report.into_bundle(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn collateral_loads(&self) -> u64 {
+        self.collateral.as_ref().map_or(0, Provider::loads)
     }
 
     /// Request reports at this privilege level (SNP VMPL, 0..=3) by writing `privlevel`.
@@ -315,7 +462,7 @@ impl ConfigFsTsm {
                 hex::encode(rnd)
             );
             let entry = self.root.join(name);
-            match fs::create_dir(&entry) {
+            match self.fs.create_dir(&entry) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => {
@@ -325,8 +472,8 @@ impl ConfigFsTsm {
                     )));
                 }
             }
-            let _guard = EntryGuard(entry.clone());
-            match request_in_entry(&entry, report_data, self.privlevel) {
+            let _guard = EntryGuard(&*self.fs, entry.clone());
+            match request_in_entry(&*self.fs, &entry, report_data, self.privlevel) {
                 Err(e @ AttesterError::TsmRace { .. }) => last_err = Some(e),
                 other => return other,
             }
@@ -350,7 +497,7 @@ impl Attester for ConfigFsTsm {
     }
 
     fn evidence(&self, report_data: &[u8; 64]) -> Result<EvidenceBundle, AttesterError> {
-        let bundle = self.request(report_data)?.into_bundle()?;
+        let bundle = self.bundle(self.request(report_data)?)?;
         self.last_platform
             .store(bundle.platform as u8, Ordering::Relaxed);
         Ok(bundle)
@@ -359,3 +506,6 @@ impl Attester for ConfigFsTsm {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fake_tests;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use sha2::{Digest, Sha384};
-use sotto_attester::{Attester, ConfigFsTsm, SimulatedTee};
+use sotto_attester::{Attester, CertSource, CollateralSource, ConfigFsTsm, SimulatedTee};
 use sotto_openai::{ApiState, Backend, BuiltinBackend, UpstreamBackend};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -111,12 +111,26 @@ pub struct EnclaveArgs {
     /// Model id to claim for the upstream backend.
     #[arg(long, default_value = "upstream")]
     pub upstream_model: String,
-    /// Evidence source: `simulated` (development only) or `configfs` (real SNP/TDX guest).
-    #[arg(long, default_value = "simulated")]
+    /// Evidence source (required, no default): `configfs` (a real SEV-SNP or TDX guest,
+    /// through Linux configfs-tsm) or `simulated` (development only: NOT protected by
+    /// hardware).
+    #[arg(long, value_parser = ["configfs", "simulated"])]
     pub tee: String,
-    /// configfs-tsm report directory.
+    /// configfs-tsm report directory (with --tee configfs).
     #[arg(long, default_value = "/sys/kernel/config/tsm/report")]
     pub tsm_dir: PathBuf,
+    /// SEV-SNP: PEM file with the VCEK (or VLEK), ASK and ARK, in any order, used for those
+    /// the host's certificate table (auxblob) lacks. Only with --tee configfs.
+    #[arg(long, value_name = "FILE")]
+    pub snp_certs: Option<PathBuf>,
+    /// TDX: collateral JSON file (dcap-qvl QuoteCollateralV3 layout), re-read when it
+    /// changes or nears expiry. Only with --tee configfs.
+    #[arg(long, value_name = "FILE", conflicts_with = "pccs_url")]
+    pub tdx_collateral: Option<PathBuf>,
+    /// TDX: PCCS base URL to fetch collateral from at start and refresh before expiry
+    /// (http:// only in this build; https needs a TLS-enabled build). Only with --tee configfs.
+    #[arg(long, value_name = "URL")]
+    pub pccs_url: Option<String>,
     /// State directory (holds the simulated TEE's root keys).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -159,8 +173,45 @@ fn exit_when_stdin_closes(enabled: bool) {
     });
 }
 
+/// The configfs-tsm attester with its certificate cache and collateral source, checked end
+/// to end (one report, certificates, TDX collateral) before the enclave starts listening.
+async fn configfs_attester(args: &EnclaveArgs) -> Result<ConfigFsTsm, CliError> {
+    let coded = |e: sotto_attester::AttesterError| format!("[{}] {e}", e.code());
+    let mut tsm = ConfigFsTsm::new(args.tsm_dir.clone());
+    if let Some(path) = &args.snp_certs {
+        tsm = tsm
+            .with_snp_certs(CertSource::File(path.clone()))
+            .map_err(coded)?;
+    }
+    if let Some(path) = &args.tdx_collateral {
+        tsm = tsm
+            .with_tdx_collateral(CollateralSource::File(path.clone()))
+            .map_err(coded)?;
+    }
+    if let Some(url) = &args.pccs_url {
+        tsm = tsm
+            .with_tdx_collateral(CollateralSource::Pccs(url.clone()))
+            .map_err(coded)?;
+    }
+    // Blocking file and (on its own thread) PCCS I/O: keep it off the async workers.
+    let (tsm, prepared) = tokio::task::spawn_blocking(move || {
+        let r = tsm.prepare();
+        (tsm, r)
+    })
+    .await?;
+    let platform =
+        prepared.map_err(|e| format!("configfs-tsm evidence check failed [{}]: {e}", e.code()))?;
+    println!("configfs-tsm evidence: {platform:?}");
+    Ok(tsm)
+}
+
 pub async fn enclave(args: EnclaveArgs) -> Result<ExitCode, CliError> {
     exit_when_stdin_closes(args.exit_with_parent);
+    if args.tee != "configfs"
+        && (args.snp_certs.is_some() || args.tdx_collateral.is_some() || args.pccs_url.is_some())
+    {
+        return Err("--snp-certs, --tdx-collateral and --pccs-url need --tee configfs".into());
+    }
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let (backend, claims): (Arc<dyn Backend>, sotto_wire::Claims) = match &args.upstream {
         Some(url) => {
@@ -211,8 +262,8 @@ pub async fn enclave(args: EnclaveArgs) -> Result<ExitCode, CliError> {
             println!("simulation root (ARK SHA-256): {fp}");
             Arc::new(sim)
         }
-        "configfs" => Arc::new(ConfigFsTsm::new(args.tsm_dir.clone())),
-        other => return Err(format!("unknown --tee {other:?} (use simulated or configfs)").into()),
+        "configfs" => Arc::new(configfs_attester(&args).await?),
+        other => return Err(format!("unknown --tee {other:?} (use configfs or simulated)").into()),
     };
     let api = sotto_openai::router(ApiState::new(backend));
     let enclave = Arc::new(sotto_enclave::Enclave::new(

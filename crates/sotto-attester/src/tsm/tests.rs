@@ -77,7 +77,7 @@ fn run(fake: &FakeEntry<'_>, privlevel: Option<u8>) -> Result<TsmReport, Atteste
     let dir = tempfile::tempdir().unwrap();
     let entry = dir.path().join("entry");
     fake.write(&entry);
-    let r = request_in_entry(&entry, &[0x5A; 64], privlevel);
+    let r = request_in_entry(&StdFs, &entry, &[0x5A; 64], privlevel);
     if r.is_ok() {
         assert_eq!(fs::read(entry.join("inblob")).unwrap(), [0x5A; 64]);
     }
@@ -106,7 +106,7 @@ fn privlevel_is_written_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let entry = dir.path().join("e");
     fake.write(&entry);
-    request_in_entry(&entry, &[0; 64], Some(2)).unwrap();
+    request_in_entry(&StdFs, &entry, &[0; 64], Some(2)).unwrap();
     assert_eq!(fs::read_to_string(entry.join("privlevel")).unwrap(), "2\n");
     // Without the privlevel write the same generation means someone else wrote.
     let err = run(&fake, None).unwrap_err();

@@ -111,6 +111,8 @@ pub fn start_enclave() -> Enclave {
             state.path().to_str().unwrap(),
             "--sim-rsa-bits",
             "2048",
+            "--tee",
+            "simulated",
         ],
         "enclave listening on ",
     );
