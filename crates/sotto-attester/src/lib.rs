@@ -22,7 +22,7 @@ pub use sim::SimulatedTee;
 pub use tsm::fs::{StdFs, TsmFs};
 pub use tsm::{
     CertSource, CertTableEntry, CollateralSource, ConfigFsTsm, RefreshPolicy, SnpCerts, TsmReport,
-    guids, parse_cert_table,
+    guids, load_certificates, parse_cert_table,
 };
 
 pub use sotto_attest::{EvidenceBundle, Platform};

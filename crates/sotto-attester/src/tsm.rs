@@ -15,7 +15,7 @@ mod certs;
 mod collateral;
 pub(crate) mod fs;
 
-pub use certs::CertSource;
+pub use certs::{CertSource, load_certificates};
 use collateral::{Clock, Provider};
 pub use collateral::{CollateralSource, RefreshPolicy};
 use fs::{StdFs, TsmFs};

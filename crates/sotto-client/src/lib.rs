@@ -556,9 +556,9 @@ async fn drive(ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedReceiver
                     }
                 }
                 Some(Cmd::Cancel(id)) => {
-                    if pending.remove(&id).is_some() || conn.open_streams() > 0 {
-                        let _ = conn.cancel(id, CancelCode::Cancelled);
-                    }
+                    pending.remove(&id);
+                    // UnknownStream: the stream already ended; nothing to cancel.
+                    let _ = conn.cancel(id, CancelCode::Cancelled);
                 }
                 Some(Cmd::Close) | None => {
                     let _ = conn.close(0);

@@ -328,10 +328,17 @@ impl SseParser {
             return;
         };
         if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            // One event may span many `data:` lines: bound the whole event, not just a line.
+            if self.data.len() + 1 + value.len() > MAX_SSE_LINE {
+                let err = self.fail();
+                self.pending.push_back(err);
+                return;
+            }
             if !self.data.is_empty() {
                 self.data.push('\n');
             }
-            self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            self.data.push_str(value);
         }
         // `event:`, `id:`, `retry:` and `:` comments carry nothing we need.
     }
@@ -440,6 +447,32 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    #[test]
+    fn sse_event_spanning_many_lines_is_bounded() {
+        let body: ByteStream = Box::pin(futures_util::stream::empty());
+        let mut p = SseParser {
+            body,
+            buf: Vec::new(),
+            data: String::new(),
+            pending: VecDeque::new(),
+            finish_reason: None,
+            usage: None,
+            done: false,
+        };
+        // Each line is small, but together they would exceed the per-event limit.
+        let line = format!("data: {}", "x".repeat(1 << 20));
+        for _ in 0..8 {
+            p.line(line.as_bytes());
+            assert!(
+                p.data.len() <= MAX_SSE_LINE,
+                "event buffer grew to {}",
+                p.data.len()
+            );
+        }
+        assert!(p.done);
+        assert_eq!(p.pending.front(), Some(&Err(ApiError::UpstreamError)));
     }
 
     #[tokio::test]

@@ -109,34 +109,8 @@ fn opt_hex<const N: usize>(flag: &str, s: &Option<String>) -> Result<Option<[u8;
 
 /// DER certificates from a file that holds DER or one or more PEM certificates.
 fn certs(path: &Path) -> Result<Vec<Vec<u8>>, Malformed> {
-    let bytes = read(path)?;
-    if !bytes.starts_with(b"-----BEGIN") && !bytes.iter().take(64).any(|b| *b == b'-') {
-        return Ok(vec![bytes]);
-    }
-    let text =
-        String::from_utf8(bytes).map_err(|_| Malformed(format!("{}: not PEM", path.display())))?;
-    let mut out = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let body = &rest[start + 27..];
-        let end = body.find("-----END CERTIFICATE-----").ok_or_else(|| {
-            Malformed(format!("{}: unterminated PEM certificate", path.display()))
-        })?;
-        let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
-        use base64::Engine;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| Malformed(format!("{}: bad base64 in PEM", path.display())))?;
-        out.push(der);
-        rest = &body[end + 25..];
-    }
-    if out.is_empty() {
-        return Err(Malformed(format!(
-            "{}: no certificate found",
-            path.display()
-        )));
-    }
-    Ok(out)
+    sotto_attester::load_certificates(&read(path)?)
+        .map_err(|e| Malformed(format!("{}: {e}", path.display())))
 }
 
 /// Parses `bl=N,tee=N,snp=N,ucode=N[,fmc=N]` (omitted components are 0).

@@ -83,6 +83,31 @@ pub(crate) fn certs_from_pem(pem: &[u8]) -> Result<SnpCerts, String> {
     Ok(certs)
 }
 
+/// The DER certificates in a file's bytes: one DER certificate, or the `CERTIFICATE`
+/// blocks of PEM text (one shared loader for the enclave's cache file and the auditor's
+/// tool). Each certificate is parsed, so garbage is an error here, not later.
+pub fn load_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    // PEM only if it says so: DER bytes may well contain '-' characters.
+    let is_pem = bytes
+        .windows(27)
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----");
+    let certs = if is_pem {
+        pem_blocks(bytes)?
+    } else {
+        vec![
+            <Certificate as der::Decode>::from_der(bytes)
+                .map_err(|e| format!("not a DER certificate: {e}"))?,
+        ]
+    };
+    if certs.is_empty() {
+        return Err("no certificate found".into());
+    }
+    certs
+        .iter()
+        .map(|c| c.to_der().map_err(|e| format!("re-encoding failed: {e}")))
+        .collect()
+}
+
 /// The `CERTIFICATE` blocks of a PEM file (text around them, as `openssl x509 -text`
 /// writes, is ignored). Not `Certificate::load_pem_chain`: x509-cert 0.2 panics on some
 /// non-PEM input.
@@ -104,4 +129,39 @@ fn pem_blocks(pem: &[u8]) -> Result<Vec<Certificate>, String> {
         rest = &block[end..];
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::load_certificates;
+
+    fn shared(p: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../../shared/attestation/snp/{p}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn der_and_pem_load_and_garbage_is_refused() {
+        let der = shared("genoa-msft.vcek.der");
+        assert_eq!(load_certificates(&der).unwrap(), vec![der.clone()]);
+        let pem = shared("genoa.ask_ark.pem");
+        assert_eq!(load_certificates(&pem).unwrap().len(), 2, "ASK then ARK");
+        // Dashes alone do not make a file PEM; such garbage is judged as DER and refused.
+        assert!(
+            load_certificates(b"----- not a certificate -----")
+                .unwrap_err()
+                .contains("DER")
+        );
+        assert!(load_certificates(b"").is_err());
+        let mut truncated = der.clone();
+        truncated.truncate(der.len() / 2);
+        assert!(load_certificates(&truncated).is_err());
+        assert!(
+            load_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+                .is_err()
+        );
+    }
 }
