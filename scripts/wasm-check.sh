@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Check that the sans-I/O crates (sotto-wire, sotto-attest) compile for
+# Check that the sans-I/O crates (sotto-wire, sotto-attest, sotto-release, and sotto-log without its
+# `std` feature, i.e. everything but the on-disk store) compile for
 # wasm32-unknown-unknown.
 #
 # rustup cannot fetch the wasm32 target here, so this uses Debian's second Rust
@@ -93,23 +94,32 @@ export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
 cargo=/usr/bin/cargo
 
-sel=(-p sotto-wire -p sotto-attest)
+sel=(-p sotto-wire -p sotto-attest -p sotto-release)
 
-# Neither crate may pull getrandom (or any OS entropy source) into the wasm build.
-tree="$("$cargo" tree --locked "${sel[@]}" -e normal --target "$target" --prefix none)"
-if grep -qE '^getrandom ' <<<"$tree"; then
-    echo "wasm-check: getrandom is in the wasm dependency tree of sotto-wire/sotto-attest:" >&2
-    for v in $(sed -n 's/^getrandom v\([^ ]*\).*/\1/p' <<<"$tree" | sort -u); do
-        "$cargo" tree --locked "${sel[@]}" -e normal --target "$target" -i "getrandom@$v" >&2 || true
-    done
-    exit 1
-fi
+# sotto-log's sans-I/O core: the crate without its default `std` feature.
+sel_log=(-p sotto-log --no-default-features)
 
-"$cargo" build --locked "${sel[@]}" --lib \
-    --target "$target" -Zbuild-std=std,panic_abort \
-    --target-dir "$root/target/wasm" \
-    --config 'profile.dev.debug=0' \
-    --config 'profile.dev.package."*".opt-level=0' \
-    "$@"
+# No crate may pull getrandom (or any OS entropy source) into the wasm build.
+for pkgs in "${sel[*]}" "${sel_log[*]}"; do
+    read -ra p <<<"$pkgs"
+    tree="$("$cargo" tree --locked "${p[@]}" -e normal --target "$target" --prefix none)"
+    if grep -qE '^getrandom ' <<<"$tree"; then
+        echo "wasm-check: getrandom is in the wasm dependency tree of ${p[*]}:" >&2
+        for v in $(sed -n 's/^getrandom v\([^ ]*\).*/\1/p' <<<"$tree" | sort -u); do
+            "$cargo" tree --locked "${p[@]}" -e normal --target "$target" -i "getrandom@$v" >&2 || true
+        done
+        exit 1
+    fi
+done
 
-echo "wasm-check: sotto-wire and sotto-attest build for $target" >&2
+for pkgs in "${sel[*]}" "${sel_log[*]}"; do
+    read -ra p <<<"$pkgs"
+    "$cargo" build --locked "${p[@]}" --lib \
+        --target "$target" -Zbuild-std=std,panic_abort \
+        --target-dir "$root/target/wasm" \
+        --config 'profile.dev.debug=0' \
+        --config 'profile.dev.package."*".opt-level=0' \
+        "$@"
+done
+
+echo "wasm-check: sotto-wire, sotto-attest, sotto-release and sotto-log (sans-I/O) build for $target" >&2

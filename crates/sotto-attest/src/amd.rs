@@ -1,5 +1,5 @@
-//! AMD certificate conventions: the VCEK's TCB extensions and the RSA-PSS/SHA-384 and
-//! P-384 checks of the ARK → ASK → VCEK chain.
+//! AMD certificate conventions: the VCEK's TCB extensions, the RSA-PSS/SHA-384 and
+//! P-384 checks of the ARK → ASK → VCEK chain, and AMD's CRLs ([`check_crl`]).
 
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
@@ -10,6 +10,9 @@ use x509_cert::Certificate;
 
 use crate::AttestError;
 use crate::snp::{self, Generation, Report, TcbParts};
+
+mod crl;
+pub use crl::{CrlVerified, check_crl, crl_der_from_der_or_pem};
 
 /// OID of the VCEK extension holding the boot loader SVN (INTEGER).
 pub const OID_BL_SPL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.3.1");
@@ -325,20 +328,30 @@ pub(crate) fn verify_signed_by_rsa_pss(
             "issuer name does not match the issuing certificate".into(),
         ));
     }
-    let key = rsa_public_key(issuer).map_err(fail)?;
     let tbs = subject
         .tbs_certificate
         .to_der()
         .map_err(|e| fail(format!("re-encoding TBS: {e}")))?;
-    let sig_bytes = subject
-        .signature
+    verify_pss_sha384(issuer, &tbs, &subject.signature).map_err(fail)
+}
+
+/// Verify an RSASSA-PSS/SHA-384 (salt 48) signature by `issuer`'s key over `signed` (the
+/// DER of a certificate's or CRL's TBS part). The caller has checked the algorithm
+/// parameters ([`check_pss_sha384_params`]).
+fn verify_pss_sha384(
+    issuer: &Certificate,
+    signed: &[u8],
+    signature: &der::asn1::BitString,
+) -> Result<(), String> {
+    let key = rsa_public_key(issuer)?;
+    let sig_bytes = signature
         .as_bytes()
-        .ok_or_else(|| fail("signature bit string has unused bits".into()))?;
+        .ok_or("signature bit string has unused bits")?;
     let sig = rsa::pss::Signature::try_from(sig_bytes)
-        .map_err(|_| fail("signature does not decode".into()))?;
+        .map_err(|_| "signature does not decode".to_string())?;
     rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(key, 48)
-        .verify(&tbs, &sig)
-        .map_err(|_| fail("signature does not verify".into()))
+        .verify(signed, &sig)
+        .map_err(|_| "signature does not verify".to_string())
 }
 
 /// The certificate's P-384 ECDSA public key (`CERT_CHAIN_INVALID` if it is anything else).

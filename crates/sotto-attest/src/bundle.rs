@@ -30,6 +30,10 @@ pub mod tags {
     pub const GPU_EVIDENCE: u16 = 0x0002;
     /// Signed release manifest (reserved).
     pub const RELEASE_MANIFEST: u16 = 0x0003;
+    /// AMD SEV-SNP: AMD's certificate revocation list for the report's processor generation
+    /// (DER `CertificateList`, as served by AMD's KDS at `/vcek/v1/{product}/crl` or
+    /// `/vlek/v1/{product}/crl`), signed by the ARK. Optional; see [`crate::amd::check_crl`].
+    pub const AMD_CRL: u16 = 0x0004;
 }
 
 /// An extensible `(tag, bytes)` item carried by a bundle.

@@ -130,21 +130,24 @@ pub enum AttestError {
         /// Hex of the measurement found.
         got: String,
     },
-    /// TDX: Intel collateral (TCB info, QE identity, a CRL) or a certificate of the PCK or
-    /// collateral chains is not valid at the verification time.
-    #[error("Intel TDX collateral is not valid at {now} (unix seconds): {what}")]
+    /// Collateral is not valid at the verification time: Intel TDX collateral (TCB info, QE
+    /// identity, a CRL) or a certificate of the PCK or collateral chains, or AMD's CRL
+    /// (SEV-SNP; outside thisUpdate..nextUpdate).
+    #[error("attestation collateral is not valid at {now} (unix seconds): {what}")]
     CollateralExpired {
         /// Which item, with its validity window when known.
         what: String,
         /// Verification time.
         now: u64,
     },
-    /// TDX: the signature on the TCB info, the QE identity or a CRL does not verify.
-    #[error("signature on Intel TDX collateral is invalid: {0}")]
+    /// The signature on collateral does not verify: TDX TCB info, QE identity or an Intel
+    /// CRL, or (SEV-SNP) AMD's CRL, which must be signed by the ARK with RSASSA-PSS/SHA-384.
+    #[error("signature on attestation collateral is invalid: {0}")]
     CollateralSignatureInvalid(String),
-    /// TDX: the collateral does not cover this platform (FMSPC, TEE type, no matching TCB
-    /// level or TDX module identity).
-    #[error("Intel TDX collateral does not match the quote: {0}")]
+    /// The collateral does not cover this platform: TDX (FMSPC, TEE type, no matching TCB
+    /// level or TDX module identity, no CRL issued for a certificate of the chain) or
+    /// SEV-SNP (an AMD CRL issued by another ARK, e.g. another processor generation's).
+    #[error("attestation collateral does not match the evidence: {0}")]
     CollateralMismatch(String),
     /// TDX: the quoting enclave's report does not match Intel's QE identity.
     #[error("quoting enclave does not match Intel's QE identity: {0}")]
@@ -157,9 +160,16 @@ pub enum AttestError {
         /// The allowed statuses, comma-separated.
         allowed: String,
     },
-    /// TDX: a certificate in the chain is revoked by Intel's root CA or PCK CRL.
-    #[error("certificate revoked by Intel's CRL: {0}")]
+    /// A certificate in the chain is revoked: by Intel's root CA or PCK CRL (TDX), or by
+    /// AMD's CRL (SEV-SNP: the ASK or ASVK).
+    #[error("certificate revoked: {0}")]
     CrlRevoked(String),
+    /// SEV-SNP: the policy requires AMD's CRL ([`Policy::require_amd_crl`]) and the evidence
+    /// carries none.
+    ///
+    /// [`Policy::require_amd_crl`]: crate::Policy::require_amd_crl
+    #[error("the policy requires an AMD CRL and the evidence carries none")]
+    CrlMissing,
     /// TDX: TD_ATTRIBUTES has DEBUG (or profiling) set: the host can read the TD's memory.
     #[error("TD attributes enable debugging (TD_ATTRIBUTES {0:#018x})")]
     TdDebugEnabled(u64),
@@ -225,6 +235,7 @@ impl AttestError {
             AttestError::QeIdentityMismatch(_) => "QE_IDENTITY_MISMATCH",
             AttestError::TcbStatusNotAllowed { .. } => "TCB_STATUS_NOT_ALLOWED",
             AttestError::CrlRevoked(_) => "CRL_REVOKED",
+            AttestError::CrlMissing => "CRL_MISSING",
             AttestError::TdDebugEnabled(_) => "DEBUG_ENABLED",
             AttestError::TdAttributesNotAllowed { .. } => "TD_ATTRIBUTES_NOT_ALLOWED",
             AttestError::RtmrMismatch { .. } => "RTMR_MISMATCH",

@@ -20,14 +20,17 @@
 //! 3. **Cryptography**, by `dcap-qvl` with the built-in [`INTEL_SGX_ROOT_CA`] as the only
 //!    trust anchor: the root CA CRL is signed by the root; the PCK chain in the quote, the
 //!    TCB-info and QE-identity signing chains chain to the root, are valid at `now`
-//!    (`COLLATERAL_EXPIRED`) and not revoked by the CRLs (`CRL_REVOKED`); the TCB info and
-//!    QE identity signatures (`COLLATERAL_SIGNATURE_INVALID`); the QE report signature by
-//!    the PCK key, the QE report binding the attestation key, and the quote signature by the
-//!    attestation key (`REPORT_SIGNATURE_INVALID`); the QE report against the QE identity
-//!    (`QE_IDENTITY_MISMATCH`); the platform and TDX module TCB against the TCB info
-//!    (`COLLATERAL_MISMATCH`); a `Revoked` TCB is always rejected
+//!    (`COLLATERAL_EXPIRED`) and not revoked by the CRLs (`CRL_REVOKED`; a CRL not signed
+//!    by the certificate's issuer is `COLLATERAL_SIGNATURE_INVALID`, a certificate that no
+//!    CRL covers `COLLATERAL_MISMATCH`: unknown revocation status is never accepted); the
+//!    TCB info and QE identity signatures (`COLLATERAL_SIGNATURE_INVALID`); the QE report
+//!    signature by the PCK key, the QE report binding the attestation key, and the quote
+//!    signature by the attestation key (`REPORT_SIGNATURE_INVALID`); the QE report against
+//!    the QE identity (`QE_IDENTITY_MISMATCH`); the platform and TDX module TCB against the
+//!    TCB info (`COLLATERAL_MISMATCH`); a `Revoked` TCB is always rejected
 //!    (`TCB_STATUS_NOT_ALLOWED`). `dcap-qvl` also rejects debug and other unsafe TD
-//!    attributes, after the signatures.
+//!    attributes, after the signatures. Tests can anchor this step in a test root instead
+//!    (feature `test-pki`, module `test_pki`; absent from normal builds).
 //! 4. The body `dcap-qvl` verified must equal the one parsed in step 1 (defence against a
 //!    parser differential).
 //! 5. **TCB status** is in [`TdxPolicy::allowed_tcb_statuses`] (only `UpToDate` by default;
@@ -684,6 +687,48 @@ pub fn verify_quote(
     policy: &Policy,
     now_unix: u64,
 ) -> Result<Verified, AttestError> {
+    verify_quote_anchored(quote, collateral_json, policy, now_unix, INTEL_SGX_ROOT_CA)
+}
+
+/// Test-only TDX verification against a test PKI (cargo feature `test-pki`).
+///
+/// Revocation cannot be tested with Intel's real chain: a revoked PCK certificate needs
+/// CRLs signed by Intel. With this feature, tests can re-root real quotes and collateral in
+/// a test CA, sign their own CRLs, and run the *same* verifier as [`verify_quote`] against
+/// that root.
+///
+/// The feature exists only for this crate's own tests (it is enabled by a self
+/// dev-dependency, which Cargo applies only when those tests are built). Without it, no
+/// function can reach the verifier with a root other than [`INTEL_SGX_ROOT_CA`]: the root
+/// is not a field of [`Policy`] or [`crate::TrustRoots`], so configuration, a caller bug
+/// or an attacker-influenced input cannot swap it in a production build.
+#[cfg(feature = "test-pki")]
+pub mod test_pki {
+    use crate::{AttestError, Policy, Verified};
+
+    /// [`verify_quote`](super::verify_quote) with `test_root_der` (a self-signed P-256 CA
+    /// certificate, DER) as the only trust anchor instead of the Intel SGX Root CA. The
+    /// result's `ark_fingerprint` is the test root's, and its `root` step says TEST ROOT.
+    pub fn verify_quote(
+        quote: &[u8],
+        collateral_json: &[u8],
+        policy: &Policy,
+        now_unix: u64,
+        test_root_der: &[u8],
+    ) -> Result<Verified, AttestError> {
+        super::verify_quote_anchored(quote, collateral_json, policy, now_unix, test_root_der)
+    }
+}
+
+/// [`verify_quote`] with `root_der` as the trust anchor. Private: production code passes
+/// only [`INTEL_SGX_ROOT_CA`]; [`test_pki`] (feature `test-pki`) passes a test root.
+fn verify_quote_anchored(
+    quote: &[u8],
+    collateral_json: &[u8],
+    policy: &Policy,
+    now_unix: u64,
+    root_der: &[u8],
+) -> Result<Verified, AttestError> {
     let mut steps = Vec::new();
     let mut step = |name: &'static str, result: String| steps.push(Step { name, result });
     step("platform", "Intel TDX".into());
@@ -718,10 +763,10 @@ pub fn verify_quote(
         format!("TCB info, QE identity, root CA CRL and PCK CRL valid at {now_unix}"),
     );
 
-    // 3. Cryptography (dcap-qvl), Intel's root only.
+    // 3. Cryptography (dcap-qvl), Intel's root only (outside tests).
     let claims =
         dcap_qvl::verify::QuoteVerifier::<dcap_qvl::configs::RustCryptoConfig>::new_with_config(
-            INTEL_SGX_ROOT_CA.to_vec(),
+            root_der.to_vec(),
         )
         .allow_debug(policy.allow_debug)
         .verify_with_policy(
@@ -736,7 +781,14 @@ pub fn verify_quote(
         })?;
     step(
         "root",
-        format!("built-in Intel SGX Root CA SHA-256 {INTEL_SGX_ROOT_CA_SHA256}"),
+        if root_der == INTEL_SGX_ROOT_CA {
+            format!("built-in Intel SGX Root CA SHA-256 {INTEL_SGX_ROOT_CA_SHA256}")
+        } else {
+            format!(
+                "TEST ROOT SHA-256 {} (cargo feature test-pki), NOT Intel's",
+                hex::encode(fingerprint(root_der))
+            )
+        },
     );
     step(
         "cert_chain",
@@ -787,7 +839,7 @@ pub fn verify_quote(
     Ok(Verified {
         platform: Platform::Tdx,
         is_simulated: false,
-        ark_fingerprint: fingerprint(INTEL_SGX_ROOT_CA),
+        ark_fingerprint: fingerprint(root_der),
         report_version: parsed.version.into(),
         measurement: report.mr_td,
         report_data: report.report_data,
@@ -809,6 +861,7 @@ pub fn verify_quote(
         author_key_digest: [0; 48],
         platform_info: 0,
         steps,
+        amd_crl: None,
         tdx: Some(TdxVerified {
             quote_version: parsed.version,
             body_type: parsed.body_type,
@@ -973,6 +1026,12 @@ fn classify_dcap_error(
 
     if starts("CertRevoked") {
         AttestError::CrlRevoked(full)
+    } else if starts("UnknownRevocationStatus") {
+        // No CRL in the collateral is issued by the certificate's issuer (e.g. the PCK CRL
+        // of another CA): revocation unknown, which is never accepted.
+        AttestError::CollateralMismatch(format!(
+            "no CRL in the collateral covers a certificate of the chain: {full}"
+        ))
     } else if any_starts(&["CertExpired", "CertNotValidYet", "CrlExpired"])
         || any_has(&[
             "TCBInfo expired",
@@ -1080,6 +1139,14 @@ mod tests {
             (
                 &["Failed to verify certificate chain", "CertRevoked"],
                 "CRL_REVOKED",
+            ),
+            (&["CertRevoked"], "CRL_REVOKED"),
+            (
+                &[
+                    "Failed to verify certificate chain",
+                    "UnknownRevocationStatus",
+                ],
+                "COLLATERAL_MISMATCH",
             ),
             (
                 &[

@@ -52,6 +52,11 @@ pub struct Policy {
     /// Accept a guest policy that allows a migration agent (default false:
     /// `MIGRATION_AGENT_ENABLED`).
     pub allow_migration_agent: bool,
+    /// SEV-SNP: reject evidence that carries no AMD CRL (extra [`crate::tags::AMD_CRL`])
+    /// with `CRL_MISSING`. Default false: the kernel's auxblob carries no CRL, and an
+    /// enclave ships one only if its operator supplies it. A CRL that *is* present is
+    /// always checked ([`crate::amd::check_crl`]), whatever this says.
+    pub require_amd_crl: bool,
     /// Intel TDX requirements (TCB status allow-list, RTMR/MRCONFIGID pins). For TDX,
     /// `expected_report_data` pins REPORTDATA, `expected_measurement` pins MRTD and
     /// `allow_debug` allows the DEBUG TD attribute. See [`crate::tdx`].
@@ -81,6 +86,7 @@ impl Policy {
             min_tcb: None,
             allow_debug: false,
             allow_migration_agent: false,
+            require_amd_crl: false,
             tdx: crate::tdx::TdxPolicy::default(),
         }
     }
@@ -146,6 +152,9 @@ pub struct Verified {
     pub platform_info: u64,
     /// The checks performed, in order, all passed.
     pub steps: Vec<Step>,
+    /// SEV-SNP: the AMD CRL that was checked, if the evidence carried one (the `crl` step
+    /// says so either way).
+    pub amd_crl: Option<amd::CrlVerified>,
     /// Intel TDX details; `Some` exactly for TDX evidence. For TDX, `measurement` is MRTD,
     /// `report_version` the quote version, `ark_fingerprint` the Intel SGX Root CA's, and
     /// the SEV-SNP-only fields are zero/neutral.
@@ -164,7 +173,9 @@ pub struct Verified {
 /// only if it verifies under that built-in ARK (the only way for a VLEK, whose ASVK is not
 /// built in); ARK (self-signed) → intermediate → VCEK/VLEK are signed with
 /// RSASSA-PSS/SHA-384 and the intermediate's role matches the key (ASK for VCEK, ASVK for
-/// VLEK); all three certificates are valid at `now_unix`; the report's ECDSA
+/// VLEK); all three certificates are valid at `now_unix`; AMD's CRL, if the bundle carries
+/// one (required only with [`Policy::require_amd_crl`]), is signed by the ARK, current, and
+/// does not revoke the intermediate ([`amd::check_crl`]); the report's ECDSA
 /// P-384/SHA-384 signature over bytes 0x000..0x2A0 verifies with the leaf key; a VCEK's
 /// hwID equals CHIP_ID (a VLEK has none); the leaf's TCB extensions equal REPORTED_TCB
 /// decoded with the generation's byte layout; the guest policy disallows debugging and
@@ -339,14 +350,45 @@ pub fn verify_cached(
         format!("ARK, {} and {key} valid at {now_unix}", key.issuer_name()),
     );
 
-    // 6. Report signature.
+    // 6. AMD's CRL: the intermediate is not revoked by the (trusted) ARK.
+    let amd_crl = match single_amd_crl(bundle)? {
+        Some(crl) => {
+            let c = amd::check_crl(crl, &ark, &ask, now_unix)?;
+            step(
+                "crl",
+                format!(
+                    "AMD CRL{} signed by {} (RSASSA-PSS SHA-384), current (thisUpdate {}, nextUpdate {}), {} entries, {} not revoked",
+                    c.number.map(|n| format!(" #{n}")).unwrap_or_default(),
+                    c.issuer,
+                    c.this_update,
+                    c.next_update,
+                    c.revoked_count,
+                    c.intermediate
+                ),
+            );
+            Some(c)
+        }
+        None if policy.require_amd_crl => return Err(AttestError::CrlMissing),
+        None => {
+            step(
+                "crl",
+                format!(
+                    "NOT checked: the evidence carries no AMD CRL (not required by this policy), so a revoked {} would go unnoticed",
+                    key.issuer_name()
+                ),
+            );
+            None
+        }
+    };
+
+    // 7. Report signature.
     amd::verify_report_signature_with(&bundle.report, &report, &vcek)?;
     step(
         "report_signature",
         format!("ECDSA P-384 SHA-384 signature by the {key} valid"),
     );
 
-    // 7. The key was issued for this chip (VCEK) and this TCB.
+    // 8. The key was issued for this chip (VCEK) and this TCB.
     let reported = amd::check_key_binding(&vcek, &report, generation, key)?;
     step(
         "chip_id",
@@ -362,7 +404,7 @@ pub fn verify_cached(
         format!("{key} TCB equals REPORTED_TCB ({reported}, {generation} layout)"),
     );
 
-    // 8. Guest policy.
+    // 9. Guest policy.
     if report.debug_allowed() && !policy.allow_debug {
         return Err(AttestError::DebugEnabled(report.policy));
     }
@@ -380,7 +422,7 @@ pub fn verify_cached(
         ),
     );
 
-    // 9. Minimum TCB.
+    // 10. Minimum TCB.
     if let Some(min) = &policy.min_tcb {
         if let Some((component, got, min_svn)) = reported.first_below(min) {
             return Err(AttestError::TcbBelowMinimum {
@@ -396,7 +438,7 @@ pub fn verify_cached(
         );
     }
 
-    // 10. Binding.
+    // 11. Binding.
     match &policy.expected_report_data {
         Some(expected) if *expected != report.report_data => {
             return Err(AttestError::ReportDataMismatch {
@@ -413,7 +455,7 @@ pub fn verify_cached(
         ),
     }
 
-    // 11. Measurement.
+    // 12. Measurement.
     match &policy.expected_measurement {
         Some(expected) if *expected != report.measurement => {
             return Err(AttestError::MeasurementMismatch {
@@ -437,7 +479,7 @@ pub fn verify_cached(
         ),
     }
 
-    // 12. Other pins.
+    // 13. Other pins.
     if let Some(expected) = &policy.expected_host_data {
         if *expected != report.host_data {
             return Err(AttestError::HostDataMismatch {
@@ -495,8 +537,25 @@ pub fn verify_cached(
         author_key_digest: report.author_key_digest,
         platform_info: report.platform_info,
         steps,
+        amd_crl,
         tdx: None,
     })
+}
+
+/// The bundle's AMD CRL, if any; more than one is `MALFORMED_EVIDENCE` (one ARK, one CRL:
+/// a second one could only be an attempt to confuse).
+fn single_amd_crl(bundle: &EvidenceBundle) -> Result<Option<&[u8]>, AttestError> {
+    let mut crls = bundle
+        .extras
+        .iter()
+        .filter(|e| e.tag == crate::tags::AMD_CRL);
+    let first = crls.next();
+    if crls.next().is_some() {
+        return Err(AttestError::malformed(
+            "SEV-SNP evidence carries more than one AMD CRL",
+        ));
+    }
+    Ok(first.map(|e| e.value.as_slice()))
 }
 
 /// Find the built-in AMD chain for a hardware report: for each candidate generation's ARK

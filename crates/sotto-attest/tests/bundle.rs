@@ -1,7 +1,9 @@
 //! Evidence bundle encoding: round trips, every decode rejection, and fuzzing.
 
 use proptest::prelude::*;
-use sotto_attest::{AttestError, EvidenceBundle, Extra, MAX_EXTRAS, MAX_FIELD_LEN, Platform, snp};
+use sotto_attest::{
+    AttestError, EvidenceBundle, Extra, MAX_EXTRAS, MAX_FIELD_LEN, Platform, snp, tags,
+};
 
 fn sample() -> EvidenceBundle {
     EvidenceBundle {
@@ -53,6 +55,20 @@ fn known_encoding() {
     .concat();
     assert_eq!(b.encode(), expected);
     assert_eq!(EvidenceBundle::decode(&expected).unwrap(), b);
+}
+
+#[test]
+fn well_known_tags_are_stable() {
+    // Wire values (docs/protocol.md, section 6): never renumbered.
+    assert_eq!(
+        [
+            tags::TDX_COLLATERAL,
+            tags::GPU_EVIDENCE,
+            tags::RELEASE_MANIFEST,
+            tags::AMD_CRL
+        ],
+        [0x0001, 0x0002, 0x0003, 0x0004]
+    );
 }
 
 #[test]

@@ -177,6 +177,7 @@ fn verified_exposes_decoded_fields() {
             "root",
             "cert_chain",
             "cert_validity",
+            "crl",
             "report_signature",
             "chip_id",
             "tcb",

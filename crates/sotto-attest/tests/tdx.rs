@@ -428,9 +428,9 @@ fn collateral_for_another_platform() {
 #[test]
 fn crl_revocation_is_mapped() {
     // Intel's CRLs are signed by Intel, so a CRL revoking the sample PCK certificate cannot
-    // be constructed; the mapping of webpki's CertRevoked to CRL_REVOKED is covered by the
-    // unit test `tdx::tests::classifies_dcap_errors`. Here: swapping the two CRLs (each
-    // then fails the issuer/signature check) is rejected, never accepted.
+    // be constructed under Intel's root; tests/tdx_revocation.rs re-roots this quote in a
+    // test PKI (feature `test-pki`) and revokes its certificates for real. Here: swapping
+    // the two real CRLs (each then fails the issuer/signature check) is rejected.
     let s = &V4;
     let q = quote(s);
     let mut v: Value = serde_json::from_slice(&collateral(s)).unwrap();

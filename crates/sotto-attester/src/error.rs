@@ -54,6 +54,14 @@ pub enum AttesterError {
     /// A certificate needed for the bundle is absent from the certificate table.
     #[error("{0} certificate not provided by the host")]
     CertMissing(&'static str),
+    /// The operator's AMD CRL file is unreadable or not a CRL.
+    #[error("AMD CRL file {path}: {reason}")]
+    SnpCrlInvalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The operator's SNP certificate cache file is unreadable or not what it should be.
     #[error("SNP certificate file {path}: {reason}")]
     SnpCertsInvalid {
@@ -71,14 +79,29 @@ pub enum AttesterError {
     /// A TDX quote was produced but no collateral source is configured.
     #[error("no TDX collateral configured (use a collateral file or a PCCS URL)")]
     CollateralMissing,
-    /// The PCCS URL is not usable by this build (only `http://` is supported).
+    /// The PCCS URL is not usable: not `http://` or `https://` followed by a host (no user
+    /// info, query or fragment).
     #[error(
-        "unsupported PCCS URL {0:?}: only http:// is supported (https needs a TLS-enabled build)"
+        "unsupported PCCS URL {0:?}: give http://HOST[:PORT][/PATH] or https://HOST[:PORT][/PATH]"
     )]
     PccsUrlUnsupported(String),
-    /// The PCCS could not be reached (connection refused, timeout, ...).
+    /// The operator's extra CA file for an `https://` PCCS is unreadable, holds no PEM
+    /// certificate, or holds one that does not parse; or it was given for an `http://` URL.
+    #[error("PCCS CA file {path}: {reason}")]
+    PccsCaInvalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The PCCS could not be reached (name resolution, connection refused, timeout, ...).
     #[error("PCCS unreachable: {0}")]
     PccsUnreachable(String),
+    /// The TCP connection to an `https://` PCCS was made but the TLS handshake failed: the
+    /// server's certificate does not chain to a trust anchor, is not valid for the host
+    /// name, has expired, or the peer does not speak TLS. The message names the problem.
+    #[error("PCCS TLS error: {0}")]
+    PccsTls(String),
     /// The PCCS answered, but not with usable collateral (HTTP error, missing header, ...).
     #[error("PCCS error: {0}")]
     PccsError(String),
@@ -100,11 +123,14 @@ impl AttesterError {
             AttesterError::CertTableMalformed(_) => "CERT_TABLE_MALFORMED",
             AttesterError::CertMissing(_) => "CERT_MISSING",
             AttesterError::SnpCertsInvalid { .. } => "SNP_CERTS_INVALID",
+            AttesterError::SnpCrlInvalid { .. } => "SNP_CRL_INVALID",
             AttesterError::CollateralInvalid(_) => "TDX_COLLATERAL_INVALID",
             AttesterError::CollateralMismatch(_) => "TDX_COLLATERAL_MISMATCH",
             AttesterError::CollateralMissing => "TDX_COLLATERAL_MISSING",
             AttesterError::PccsUrlUnsupported(_) => "PCCS_URL_UNSUPPORTED",
+            AttesterError::PccsCaInvalid { .. } => "PCCS_CA_INVALID",
             AttesterError::PccsUnreachable(_) => "PCCS_UNREACHABLE",
+            AttesterError::PccsTls(_) => "PCCS_TLS_ERROR",
             AttesterError::PccsError(_) => "PCCS_ERROR",
         }
     }

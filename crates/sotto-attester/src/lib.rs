@@ -21,8 +21,8 @@ pub use sim::SimulatedTee;
 #[doc(hidden)]
 pub use tsm::fs::{StdFs, TsmFs};
 pub use tsm::{
-    CertSource, CertTableEntry, CollateralSource, ConfigFsTsm, RefreshPolicy, SnpCerts, TsmReport,
-    guids, load_certificates, parse_cert_table,
+    CertSource, CertTableEntry, CollateralSource, ConfigFsTsm, INTEL_PCS_URL, RefreshPolicy,
+    SnpCerts, TsmReport, guids, load_certificates, parse_cert_table,
 };
 
 pub use sotto_attest::{EvidenceBundle, Platform};

@@ -14,10 +14,11 @@ use crate::{Attester, AttesterError};
 mod certs;
 mod collateral;
 pub(crate) mod fs;
+mod pccs_http;
 
 pub use certs::{CertSource, load_certificates};
 use collateral::{Clock, Provider};
-pub use collateral::{CollateralSource, RefreshPolicy};
+pub use collateral::{CollateralSource, INTEL_PCS_URL, RefreshPolicy};
 use fs::{StdFs, TsmFs};
 
 /// GUIDs of the SNP certificate table (RFC 4122 byte order, as the kernel passes them).
@@ -214,9 +215,13 @@ pub struct ConfigFsTsm {
     counter: AtomicU64,
     fs: Arc<dyn TsmFs>,
     snp_certs: Option<SnpCerts>,
+    /// AMD's CRL (DER) shipped in SNP bundles, if the operator supplied one.
+    snp_crl: Option<Vec<u8>>,
     collateral: Option<Provider>,
     refresh: RefreshPolicy,
     clock: Clock,
+    /// Root CA CRL location when the PCCS has none (Intel's; tests point it elsewhere).
+    root_crl_url: String,
 }
 
 impl std::fmt::Debug for ConfigFsTsm {
@@ -225,6 +230,7 @@ impl std::fmt::Debug for ConfigFsTsm {
             .field("root", &self.root)
             .field("privlevel", &self.privlevel)
             .field("snp_certs", &self.snp_certs.is_some())
+            .field("snp_crl", &self.snp_crl.is_some())
             .field("collateral", &self.collateral)
             .field("refresh", &self.refresh)
             .finish_non_exhaustive()
@@ -331,9 +337,11 @@ impl ConfigFsTsm {
             counter: AtomicU64::new(0),
             fs: Arc::new(StdFs),
             snp_certs: None,
+            snp_crl: None,
             collateral: None,
             refresh: RefreshPolicy::default(),
             clock: collateral::system_clock(),
+            root_crl_url: collateral::INTEL_ROOT_CA_CRL_URL.to_string(),
         }
     }
 
@@ -350,11 +358,34 @@ impl ConfigFsTsm {
         self
     }
 
+    #[cfg(test)]
+    pub(crate) fn with_root_crl_url(mut self, url: &str) -> Self {
+        self.root_crl_url = url.to_string();
+        self
+    }
+
     /// SEV-SNP certificates to use when the host's certificate table lacks them: each of
     /// VCEK/VLEK, ASK and ARK comes from the `auxblob` when present there, else from
     /// `source`. A file is read and checked now (`SNP_CERTS_INVALID`).
     pub fn with_snp_certs(mut self, source: CertSource) -> Result<Self, AttesterError> {
         self.snp_certs = Some(source.load()?);
+        Ok(self)
+    }
+
+    /// Ship AMD's CRL for this processor generation (from the KDS, e.g.
+    /// `https://kdsintf.amd.com/vcek/v1/Genoa/crl`; DER or PEM) in SNP bundles (extra tag
+    /// [`tags::AMD_CRL`]), so clients that require one (`--require-crl`) can check that
+    /// AMD has not revoked the ASK/ASVK. Read and checked to be a CRL now
+    /// (`SNP_CRL_INVALID`); its signature and dates are the client's to verify.
+    pub fn with_snp_crl(mut self, path: &std::path::Path) -> Result<Self, AttesterError> {
+        let invalid = |reason: String| AttesterError::SnpCrlInvalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+        let der = sotto_attest::amd::crl_der_from_der_or_pem(&bytes)
+            .map_err(|e| invalid(e.to_string()))?;
+        self.snp_crl = Some(der);
         Ok(self)
     }
 
@@ -372,14 +403,22 @@ impl ConfigFsTsm {
     ///   `TDX_COLLATERAL_INVALID`), re-read when the file changes or its earliest
     ///   `nextUpdate` is within [`RefreshPolicy::margin`]. A collateral whose FMSPC differs
     ///   from the quote's is refused (`TDX_COLLATERAL_MISMATCH`).
-    /// - [`CollateralSource::Pccs`] must be `http://` (`PCCS_URL_UNSUPPORTED`; https needs a
-    ///   TLS-enabled build). A background thread fetches the collateral for the quote's
-    ///   FMSPC on the first TDX request (call [`prepare`](Self::prepare) at start) and
-    ///   refreshes it [`RefreshPolicy::margin`] before it expires. Fetch failures:
-    ///   `PCCS_UNREACHABLE`, `PCCS_ERROR`, `TDX_COLLATERAL_INVALID`; once collateral is
-    ///   held, a failed refresh keeps serving it (retried every [`RefreshPolicy::retry`]).
+    /// - [`CollateralSource::Pccs`] / [`CollateralSource::PccsWithCa`]: an `http://` or
+    ///   `https://` base URL (`PCCS_URL_UNSUPPORTED` otherwise); the extra CA file, for
+    ///   https only, is read now (`PCCS_CA_INVALID`). The scheme and trust anchors are
+    ///   logged. A background thread fetches the collateral for the quote's FMSPC on the
+    ///   first TDX request (call [`prepare`](Self::prepare) at start) and refreshes it
+    ///   [`RefreshPolicy::margin`] before it expires. Fetch failures: `PCCS_UNREACHABLE`,
+    ///   `PCCS_TLS_ERROR` (the server's certificate was not accepted; the message says
+    ///   why), `PCCS_ERROR`, `TDX_COLLATERAL_INVALID`; once collateral is held, a failed
+    ///   refresh keeps serving it (retried every [`RefreshPolicy::retry`]).
     pub fn with_tdx_collateral(mut self, source: CollateralSource) -> Result<Self, AttesterError> {
-        self.collateral = Some(Provider::start(source, self.refresh, self.clock.clone())?);
+        self.collateral = Some(Provider::start(
+            source,
+            self.refresh,
+            self.clock.clone(),
+            &self.root_crl_url,
+        )?);
         Ok(self)
     }
 
@@ -409,13 +448,20 @@ impl ConfigFsTsm {
                     .or(cache.vcek)
                     .or(cache.vlek)
                     .ok_or(AttesterError::CertMissing("VCEK/VLEK"))?;
+                let extras = match &self.snp_crl {
+                    Some(crl) => vec![Extra {
+                        tag: tags::AMD_CRL,
+                        value: crl.clone(),
+                    }],
+                    None => Vec::new(),
+                };
                 Ok(EvidenceBundle {
                     platform: Platform::SevSnp,
                     report: report.outblob,
                     vcek,
                     ask: aux.ask.or(cache.ask),
                     ark: aux.ark.or(cache.ark),
-                    extras: Vec::new(),
+                    extras,
                 })
             }
             "tdx_guest" => {

@@ -3,6 +3,9 @@
 //! ARK → ASVK (`CN=SEV-VLEK-…`, RSASSA-PSS) → VLEK (P-384, TCB and CSP_ID extensions, no
 //! hwID), and a report with SIGNING_KEY = 1 and a zero CHIP_ID, signed by the VLEK.
 
+#[path = "support/amd_crl.rs"]
+mod amd_crl;
+
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -75,6 +78,8 @@ fn validity(from: u64, years: u64) -> Validity {
 struct Vlek {
     sim: SimulatedTee,
     now: u64,
+    /// The sim ARK's key (signs the AMD-style CRL that revokes the ASVK).
+    ark_key: RsaPrivateKey,
     /// The sim ASK's key, re-certified as the ASVK (AMD uses separate keys; the verifier
     /// cannot tell and does not care).
     asvk_key: RsaPrivateKey,
@@ -186,6 +191,7 @@ fn fx() -> &'static Vlek {
         Vlek {
             sim,
             now,
+            ark_key,
             asvk_key,
             asvk_der,
             vlek_key,
@@ -380,6 +386,47 @@ fn vlek_signature_and_validity() {
     .unwrap_err();
     assert!(
         matches!(err, AttestError::CertExpired { cert: "VLEK", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn asvk_revoked_by_the_ark_crl_is_crl_revoked() {
+    // AMD's VLEK CRL (KDS /vlek/v1/{product}/crl) is issued by the ARK and lists revoked
+    // ASVKs, as the VCEK CRL lists ASKs.
+    let f = fx();
+    let ark = x509_cert::Certificate::from_der(f.sim.ark_der()).unwrap();
+    let asvk = x509_cert::Certificate::from_der(&f.asvk_der).unwrap();
+    let crl = |serials: &[&[u8]]| {
+        amd_crl::sign_pss(
+            &f.ark_key,
+            amd_crl::tbs(
+                &ark.tbs_certificate.subject,
+                f.now - 86400,
+                f.now + 86400,
+                serials,
+            ),
+        )
+    };
+    let r = report(f, 1, &f.vlek_key);
+    let with = |crl: Vec<u8>| {
+        let mut b = bundle(f, &r, &f.vlek_der, &f.asvk_der);
+        b.extras.push(sotto_attest::Extra {
+            tag: sotto_attest::tags::AMD_CRL,
+            value: crl,
+        });
+        b
+    };
+    let v = check(&with(crl(&[&[0x01]])), &policy(f), f.now).unwrap();
+    assert_eq!(
+        v.amd_crl.as_ref().map(|c| c.intermediate.as_str()),
+        Some("SEV-VLEK-Sotto-Simulated")
+    );
+    let serial = asvk.tbs_certificate.serial_number.as_bytes().to_vec();
+    let err = check(&with(crl(&[&serial])), &policy(f), f.now).unwrap_err();
+    assert_eq!(err.code(), "CRL_REVOKED", "{err}");
+    assert!(
+        err.to_string().contains("SEV-VLEK-Sotto-Simulated"),
         "{err}"
     );
 }

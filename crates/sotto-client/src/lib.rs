@@ -12,6 +12,11 @@
 //!
 //! The I/O here is a thin tokio shell around [`sotto_wire`] and [`sotto_attest`].
 
+mod release;
+
+pub use release::{LogClient, ReleaseConfig};
+pub use sotto_release::{ReleaseError, VerifiedRelease};
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +68,10 @@ pub enum ClientError {
         /// Hex digest required.
         expected: String,
     },
+    /// The release checks failed (manifest signature, log, witnesses, consistency,
+    /// measurement or model not the release's). Nothing was sent.
+    #[error("enclave verification failed [{code}]: {0}", code = .0.code())]
+    Release(#[from] ReleaseError),
     /// Timed out.
     #[error("timed out during {0}")]
     Timeout(&'static str),
@@ -82,6 +91,7 @@ impl ClientError {
             ClientError::Timeout(_) => "TIMEOUT",
             ClientError::MeasurementNotPinned => "MEASUREMENT_NOT_PINNED",
             ClientError::ModelDigestMismatch { .. } => "MODEL_DIGEST_MISMATCH",
+            ClientError::Release(e) => e.code(),
         }
     }
 
@@ -92,6 +102,7 @@ impl ClientError {
             ClientError::Verification(_)
                 | ClientError::MeasurementNotPinned
                 | ClientError::ModelDigestMismatch { .. }
+                | ClientError::Release(_)
         )
     }
 }
@@ -114,6 +125,15 @@ pub struct Trust {
     pub min_tcb: Option<sotto_attest::snp::TcbParts>,
     /// Intel TDX: TCB statuses to accept (default: only `UpToDate`).
     pub allowed_tcb_statuses: Option<Vec<sotto_attest::tdx::TcbStatus>>,
+    /// SEV-SNP: require AMD's CRL in the bundle (`CRL_MISSING` otherwise); a CRL that is
+    /// present is always checked.
+    pub require_amd_crl: bool,
+    /// Require a logged release: the evidence must carry a release signed by a trusted
+    /// key, included in the transparency log under a checkpoint signed by the log and
+    /// cosigned by enough witnesses, consistent with the client's earlier view; the
+    /// attested measurement and the model must be the release's, and the release's
+    /// minimum policy applies. A release counts as a measurement pin.
+    pub release: Option<ReleaseConfig>,
 }
 
 /// Client configuration.
@@ -162,6 +182,10 @@ pub struct Verification {
     pub server_key: [u8; 32],
     /// Whether evidence was bound to this connection's fresh nonce.
     pub fresh: bool,
+    /// The release the enclave runs, when the client requires one.
+    pub release: Option<VerifiedRelease>,
+    /// What the log consistency check found (when a release was required).
+    pub log_view: Option<String>,
     /// Wall time of connect + handshake + verification.
     pub elapsed: Duration,
 }
@@ -352,12 +376,28 @@ pub fn verify_hello(
     hello: &sotto_wire::ServerHello,
     trust: &Trust,
     now_unix: u64,
-) -> Result<(Verified, Claims), ClientError> {
+) -> Result<(Verified, Claims, Option<VerifiedRelease>), ClientError> {
     let bundle = EvidenceBundle::decode(hello.evidence())?;
+    // 1. The release (public data: signature, log inclusion, witnesses), before the
+    //    evidence, because its minimum policy applies to the evidence.
+    let release = match &trust.release {
+        None => None,
+        Some(rc) => {
+            let extra = bundle
+                .extras
+                .iter()
+                .find(|e| e.tag == sotto_attest::tags::RELEASE_MANIFEST)
+                .ok_or(ReleaseError::ReleaseMissing)?;
+            let proof = sotto_release::ReleaseProof::decode(&extra.value)?;
+            Some(sotto_release::verify_release(&proof, &rc.trust, now_unix)?)
+        }
+    };
     // Genuine hardware proves only that *some* image runs on a genuine chip: without a
-    // measurement pin, the operator's own image would pass.
+    // measurement pin (or a release listing the measurements), the operator's own image
+    // would pass.
     if bundle.platform != sotto_attest::Platform::SimulatedSnp
         && trust.expected_measurement.is_none()
+        && release.is_none()
         && !trust.allow_unpinned_measurement
     {
         return Err(ClientError::MeasurementNotPinned);
@@ -374,8 +414,12 @@ pub fn verify_hello(
     if let Some(statuses) = &trust.allowed_tcb_statuses {
         policy.tdx.allowed_tcb_statuses = statuses.clone();
     }
-    // REPORT_DATA covers the claims, so they are trustworthy once this passes.
-    // Chains that verified before are remembered process-wide (exact bytes only).
+    policy.require_amd_crl = trust.require_amd_crl;
+    if let Some(r) = &release {
+        r.manifest.apply_to(&mut policy);
+    }
+    // 2. The evidence. REPORT_DATA covers the claims, so they are trustworthy once this
+    //    passes. Chains that verified before are remembered process-wide (exact bytes).
     static CHAINS: std::sync::Mutex<Option<sotto_attest::ChainCache>> = std::sync::Mutex::new(None);
     let verified = {
         let mut guard = CHAINS.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,7 +435,16 @@ pub fn verify_hello(
             expected: hex::encode(want),
         });
     }
-    Ok((verified, claims))
+    // 3. The evidence is a launch of the release, serving the release's model.
+    if let Some(r) = &release {
+        r.manifest.check_measurement(&verified)?;
+        r.manifest.check_model(
+            &claims.model_id,
+            &claims.weights_sha256,
+            &claims.tokenizer_sha256,
+        )?;
+    }
+    Ok((verified, claims, release))
 }
 
 async fn connect_inner(
@@ -432,7 +485,19 @@ async fn connect_inner(
         }
     };
     let hello = hs.read_server_hello(&reply)?;
-    let (attestation, claims) = match verify_hello(&hello, &config.trust, now) {
+    let checked = match verify_hello(&hello, &config.trust, now) {
+        Ok((attestation, claims, release)) => {
+            // 4. The log view (needs I/O: tiles for a consistency proof).
+            match (&config.trust.release, &release) {
+                (Some(rc), Some(r)) => release::check_view(rc, r, config.connect_timeout)
+                    .await
+                    .map(|view| (attestation, claims, release, Some(view))),
+                _ => Ok((attestation, claims, release, None)),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let (attestation, claims, release, log_view) = match checked {
         Ok(v) => v,
         Err(e) => {
             // Fail closed: say goodbye at the WebSocket level only; no channel data.
@@ -449,6 +514,8 @@ async fn connect_inner(
         claims,
         server_key,
         fresh: nonce.is_some(),
+        release,
+        log_view,
         elapsed: started.elapsed(),
     };
     let session = Session {

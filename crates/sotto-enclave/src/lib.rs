@@ -152,7 +152,10 @@ fn entropy() -> Result<[u8; 32], EnclaveError> {
 pub struct Enclave {
     key: StaticKeypair,
     claims: Vec<u8>,
-    cached_evidence: Vec<u8>,
+    cached_evidence: sotto_attest::EvidenceBundle,
+    /// The encoded release proof (signed manifest, inclusion proof, checkpoint) attached to
+    /// every bundle; public data, refreshed as the log grows and witnesses cosign.
+    release: Mutex<Option<Vec<u8>>>,
     attester: Arc<dyn Attester>,
     api: Router,
     config: EnclaveConfig,
@@ -184,12 +187,12 @@ impl Enclave {
         let rd = sotto_wire::report_data(key.public(), None, &claims);
         let cached_evidence = attester
             .evidence(&rd)
-            .map_err(|e| EnclaveError::Attestation(e.to_string()))?
-            .encode();
+            .map_err(|e| EnclaveError::Attestation(e.to_string()))?;
         Ok(Enclave {
             key,
             claims,
             cached_evidence,
+            release: Mutex::new(None),
             attester,
             api,
             next_fresh: Mutex::new(Instant::now()),
@@ -216,10 +219,31 @@ impl Enclave {
             .with_state(self)
     }
 
+    /// Sets (or clears) the release proof attached to every evidence bundle from now on.
+    /// It is public data outside the hardware-signed region: the client checks it against
+    /// the attested measurement and the log, so whoever supplies it cannot forge a release.
+    pub fn set_release_proof(&self, proof: Option<Vec<u8>>) {
+        if let Ok(mut r) = self.release.lock() {
+            *r = proof;
+        }
+    }
+
+    fn with_release(&self, mut bundle: sotto_attest::EvidenceBundle) -> Vec<u8> {
+        if let Ok(r) = self.release.lock()
+            && let Some(proof) = r.as_ref()
+        {
+            bundle.extras.push(sotto_attest::Extra {
+                tag: sotto_attest::tags::RELEASE_MANIFEST,
+                value: proof.clone(),
+            });
+        }
+        bundle.encode()
+    }
+
     /// Evidence for a handshake: the per-boot bundle, or a fresh one bound to the nonce.
     async fn evidence_for(&self, nonce: Option<&[u8; 32]>) -> Result<Vec<u8>, EnclaveError> {
         let Some(nonce) = nonce else {
-            return Ok(self.cached_evidence.clone());
+            return Ok(self.with_release(self.cached_evidence.clone()));
         };
         let wait = {
             let mut next = self
@@ -246,7 +270,7 @@ impl Enclave {
             .await
             .map_err(|_| EnclaveError::Attestation("attester task failed".into()))?
             .map_err(|e| EnclaveError::Attestation(e.to_string()))?;
-        Ok(bundle.encode())
+        Ok(self.with_release(bundle))
     }
 }
 

@@ -35,6 +35,9 @@ pub struct RelayConfig {
     /// Interval between background `/healthz` probes of every enclave. The probe timeout is
     /// `min(health_interval, connect_timeout)`.
     pub health_interval: Duration,
+    /// A transparency log directory to publish read-only under `/log/` (c2sp.org/tlog-tiles
+    /// layout; see [`crate::logfiles`]). `None`: no log is served.
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RelayConfig {
@@ -48,6 +51,7 @@ impl Default for RelayConfig {
             idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(2),
+            log_dir: None,
         }
     }
 }

@@ -33,6 +33,7 @@
 
 mod config;
 mod error;
+pub mod logfiles;
 mod pool;
 mod session;
 
@@ -115,14 +116,19 @@ impl Relay {
         Ok(Self { shared })
     }
 
-    /// The relay's HTTP routes: `GET /v1/channel` (WebSocket) and `GET /healthz`.
+    /// The relay's HTTP routes: `GET /v1/channel` (WebSocket), `GET /healthz`, and with
+    /// [`RelayConfig::log_dir`] the log's files under `GET /log/`.
     ///
     /// Serve it with connection upgrades enabled (e.g. [`axum::serve`], as [`serve`] does).
     pub fn router(&self) -> Router {
-        Router::new()
+        let r = Router::new()
             .route("/v1/channel", get(channel))
             .route("/healthz", get(healthz))
-            .with_state(self.shared.clone())
+            .with_state(self.shared.clone());
+        match &self.shared.config.log_dir {
+            Some(dir) => r.nest("/log", logfiles::router(dir.clone())),
+            None => r,
+        }
     }
 
     /// Number of enclaves currently marked healthy.

@@ -39,6 +39,14 @@ pub struct VerifyArgs {
     /// ARK certificate, PEM or DER (informational: AMD's built-in roots are what is trusted).
     #[arg(long)]
     pub ark: Option<PathBuf>,
+    /// AMD's CRL for the report's generation, DER or PEM, as served by AMD's KDS
+    /// (https://kdsintf.amd.com/vcek/v1/{Milan,Genoa,Turin}/crl, /vlek/v1/… for a VLEK).
+    /// Verified under the ARK; a revoked ASK/ASVK is CRL_REVOKED.
+    #[arg(long, conflicts_with = "tdx_quote")]
+    pub crl: Option<PathBuf>,
+    /// Reject SEV-SNP evidence without an AMD CRL (CRL_MISSING).
+    #[arg(long)]
+    pub require_crl: bool,
     /// Raw Intel TDX quote (version 4 or 5).
     #[arg(long, requires = "collateral")]
     pub tdx_quote: Option<PathBuf>,
@@ -168,6 +176,7 @@ fn policy(a: &VerifyArgs) -> Result<Policy, Malformed> {
     p.min_tcb = a.min_tcb.as_deref().map(parse_min_tcb).transpose()?;
     p.allow_debug = a.allow_debug;
     p.allow_migration_agent = a.allow_migration_agent;
+    p.require_amd_crl = a.require_crl;
     p.tdx.expected_mrtd = opt_hex::<48>("--expect-mrtd", &a.expect_mrtd)?;
     p.tdx.expected_mrconfigid = opt_hex::<48>("--expect-mrconfigid", &a.expect_mrconfigid)?;
     for r in &a.expect_rtmr {
@@ -286,13 +295,22 @@ fn run(a: &VerifyArgs, now: u64) -> Result<Outcome, Malformed> {
         if let Some(p) = &a.ark {
             ark = certs(p)?.into_iter().next();
         }
+        let mut extras = vec![];
+        if let Some(p) = &a.crl {
+            let der = sotto_attest::amd::crl_der_from_der_or_pem(&read(p)?)
+                .map_err(|e| Malformed(format!("{}: {e}", p.display())))?;
+            extras.push(sotto_attest::Extra {
+                tag: sotto_attest::tags::AMD_CRL,
+                value: der,
+            });
+        }
         let bundle = EvidenceBundle {
             platform: Platform::SevSnp,
             report,
             vcek,
             ask,
             ark,
-            extras: vec![],
+            extras,
         };
         let result = sotto_attest::verify(&bundle, &policy, now);
         return Ok(Outcome {
@@ -358,7 +376,7 @@ pub fn run_command(cmd: AttestCommand) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::from(EXIT_MALFORMED));
         }
     };
-    let (code, rejection, steps, extra) = match &outcome.result {
+    let (code, rejection, steps, extra, crl) = match &outcome.result {
         Ok(v) => {
             let steps: Vec<Value> = v
                 .steps
@@ -369,7 +387,12 @@ pub fn run_command(cmd: AttestCommand) -> Result<ExitCode, CliError> {
                 json!({ "tcb_status": t.tcb_status.name(), "advisory_ids": t.advisory_ids, "fmspc": h(&t.fmspc),
                         "collateral_expires": t.collateral_expires })
             });
-            (0u8, Value::Null, steps, extra)
+            let crl = v.amd_crl.as_ref().map(|c| {
+                json!({ "issuer": c.issuer, "number": c.number, "this_update": c.this_update,
+                        "next_update": c.next_update, "revoked_count": c.revoked_count,
+                        "not_revoked": c.intermediate })
+            });
+            (0u8, Value::Null, steps, extra, crl)
         }
         Err(e) => {
             // A report that parsed but whose certificates or collateral are garbage is still
@@ -383,6 +406,7 @@ pub fn run_command(cmd: AttestCommand) -> Result<ExitCode, CliError> {
                 code,
                 json!({ "code": e.code(), "message": e.to_string() }),
                 vec![],
+                None,
                 None,
             )
         }
@@ -398,6 +422,9 @@ pub fn run_command(cmd: AttestCommand) -> Result<ExitCode, CliError> {
         });
         if let Some(x) = extra {
             report["tdx"] = x;
+        }
+        if let Some(c) = crl {
+            report["amd_crl"] = c;
         }
         out(&serde_json::to_string_pretty(&report)?);
     } else {

@@ -49,6 +49,95 @@ pub struct ConnectArgs {
     /// Intel TDX TCB statuses to accept, comma-separated (default: UpToDate).
     #[arg(long, env = "SOTTO_ALLOW_TCB_STATUS")]
     pub allow_tcb_status: Option<String>,
+    /// SEV-SNP: require AMD's CRL in the evidence (a CRL that is present is always checked).
+    #[arg(long)]
+    pub require_crl: bool,
+    /// Require a logged release signed by this key (vkey or file; repeatable). Default:
+    /// the release trust recorded by a local `sotto up` in the state directory, if any.
+    #[arg(long = "release-key")]
+    pub release_keys: Vec<String>,
+    /// The transparency log's key (vkey or file; its name is the log's origin).
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// A trusted witness key (vkey or file; repeatable).
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the trusted witnesses must have cosigned (default: all of them).
+    #[arg(long)]
+    pub witness_quorum: Option<usize>,
+    /// Base URL of the log's tiles, to prove consistency with the checkpoint seen before.
+    #[arg(long)]
+    pub log_url: Option<String>,
+}
+
+/// The file where `sotto up` records the local release trust (keys, witness, log URL).
+pub fn release_trust_file(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("release-trust")
+}
+
+/// Release trust settings, from flags or a trust file.
+#[derive(Debug, Default)]
+struct ReleaseSettings {
+    release_keys: Vec<String>,
+    log_key: Option<String>,
+    witnesses: Vec<String>,
+    quorum: Option<usize>,
+    log_url: Option<String>,
+}
+
+fn parse_trust_file(path: &std::path::Path, text: &str) -> Result<ReleaseSettings, CliError> {
+    let mut r = ReleaseSettings::default();
+    for (n, line) in text.lines().enumerate() {
+        let bad = || format!("{}:{}: expected `KEY VALUE`", path.display(), n + 1);
+        let (k, v) = line.split_once(' ').ok_or_else(bad)?;
+        match k {
+            "release-key" => r.release_keys.push(v.to_string()),
+            "log-key" => r.log_key = Some(v.to_string()),
+            "witness" => r.witnesses.push(v.to_string()),
+            "witness-quorum" => r.quorum = Some(v.parse().map_err(|_| bad())?),
+            "log-url" => r.log_url = Some(v.to_string()),
+            _ => return Err(bad().into()),
+        }
+    }
+    Ok(r)
+}
+
+fn release_config(
+    r: ReleaseSettings,
+    view_dir: &std::path::Path,
+) -> Result<sotto_client::ReleaseConfig, CliError> {
+    use crate::release_cmd::parse_vkey;
+    let log_key = parse_vkey(
+        r.log_key
+            .as_deref()
+            .ok_or("--release-key needs --log-key")?,
+    )?;
+    let origin = log_key.name().to_string();
+    let mut release_keys = sotto_log::KeySet::new();
+    for k in &r.release_keys {
+        release_keys
+            .insert(parse_vkey(k)?)
+            .map_err(|e| format!("{k}: {}", e.code()))?;
+    }
+    let witnesses = r
+        .witnesses
+        .iter()
+        .map(|w| parse_vkey(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = r.quorum.unwrap_or(witnesses.len());
+    let checkpoint_policy = sotto_log::CheckpointPolicy::new(&origin, log_key)
+        .and_then(|p| p.with_witnesses(witnesses, quorum))
+        .map_err(|e| format!("release trust: {e} [{}]", e.code()))?;
+    // One view file per log origin.
+    let tag = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(origin.as_bytes())[..8]);
+    Ok(sotto_client::ReleaseConfig {
+        trust: sotto_release::ReleaseTrust {
+            release_keys,
+            checkpoint_policy,
+        },
+        log_url: r.log_url,
+        view_file: Some(view_dir.join(format!("log-view-{tag}.checkpoint"))),
+    })
 }
 
 fn parse_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], CliError> {
@@ -67,6 +156,7 @@ impl ConnectArgs {
             trust.expected_weights_sha256 = Some(parse_hex::<32>("--expect-model-sha256", m)?);
         }
         trust.allow_unpinned_measurement = self.allow_unpinned_measurement;
+        trust.require_amd_crl = self.require_crl;
         if let Some(t) = &self.min_tcb {
             trust.min_tcb = Some(crate::attest_cmd::parse_min_tcb(t).map_err(|e| e.0)?);
         }
@@ -87,6 +177,36 @@ impl ConnectArgs {
                 })?;
                 trust.simulation_root = Some(parse_hex::<32>(&f.display().to_string(), &s)?);
             }
+        }
+        let state_dir = self.state_dir.clone().unwrap_or_else(default_state_dir);
+        let explicit =
+            !self.release_keys.is_empty() || self.log_key.is_some() || !self.witnesses.is_empty();
+        let settings = if explicit {
+            if self.release_keys.is_empty() {
+                return Err("--log-key and --witness need --release-key".into());
+            }
+            Some(ReleaseSettings {
+                release_keys: self.release_keys.clone(),
+                log_key: self.log_key.clone(),
+                witnesses: self.witnesses.clone(),
+                quorum: self.witness_quorum,
+                log_url: self.log_url.clone(),
+            })
+        } else {
+            let f = release_trust_file(&state_dir);
+            match std::fs::read_to_string(&f) {
+                Ok(text) => {
+                    let mut r = parse_trust_file(&f, &text)?;
+                    if self.log_url.is_some() {
+                        r.log_url = self.log_url.clone();
+                    }
+                    Some(r)
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(r) = settings {
+            trust.release = Some(release_config(r, &state_dir)?);
         }
         let mut c = ClientConfig::new(self.relay.clone());
         c.trust = trust;
@@ -119,6 +239,17 @@ fn status_line(v: &Verification) -> String {
         &hex::encode(v.attestation.measurement)[..16],
         v.elapsed.as_millis()
     ));
+    match &v.release {
+        Some(r) => s.push_str(&format!(
+            "\nrelease {} (signed by {}) · log index {} of {} · {} witness cosignature(s)",
+            r.manifest.version,
+            r.signer,
+            r.index,
+            r.checkpoint.checkpoint.size(),
+            r.checkpoint.cosignatures.len()
+        )),
+        None => s.push_str("\nno release transparency check (no release trust configured)"),
+    }
     s
 }
 
@@ -356,6 +487,71 @@ pub async fn verify(args: VerifyArgs) -> Result<ExitCode, CliError> {
         ),
         true,
     ));
+    if let Some(r) = &v.release {
+        checks.push((
+            "release_signature".into(),
+            format!(
+                "manifest {} (sha256 {}) signed by trusted release key {}",
+                r.manifest.version,
+                hex::encode(r.manifest_digest),
+                r.signer
+            ),
+            true,
+        ));
+        let witnesses: Vec<String> = r
+            .checkpoint
+            .cosignatures
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        checks.push((
+            "log_checkpoint".into(),
+            format!(
+                "checkpoint of {} (size {}) signed by the log, cosigned by {} trusted witness(es): {}",
+                r.checkpoint.checkpoint.origin(),
+                r.checkpoint.checkpoint.size(),
+                witnesses.len(),
+                witnesses.join(", ")
+            ),
+            true,
+        ));
+        checks.push((
+            "log_inclusion".into(),
+            format!(
+                "release is entry {} of the log (inclusion proof verified)",
+                r.index
+            ),
+            true,
+        ));
+        checks.push((
+            "log_consistency".into(),
+            v.log_view.clone().unwrap_or_default(),
+            true,
+        ));
+        checks.push((
+            "release_measurement".into(),
+            format!(
+                "attested measurement {} is one of the release's",
+                hex::encode(v.attestation.measurement)
+            ),
+            true,
+        ));
+        checks.push((
+            "release_model".into(),
+            format!(
+                "model {} with the release's weights and tokenizer digests",
+                r.manifest.model.name
+            ),
+            true,
+        ));
+    } else {
+        checks.push((
+            "release".into(),
+            "not checked: no release trust configured (no --release-key, no local trust file)"
+                .into(),
+            true,
+        ));
+    }
     // Every check above passed: connect() fails closed otherwise.
     if args.json {
         let checks: Vec<_> = checks

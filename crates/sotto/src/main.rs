@@ -2,6 +2,8 @@
 
 mod attest_cmd;
 mod cli_client;
+mod log_cmd;
+mod release_cmd;
 mod stack;
 
 use std::process::ExitCode;
@@ -33,6 +35,18 @@ enum Command {
     /// Attestation tools for auditors.
     #[command(subcommand)]
     Attest(attest_cmd::AttestCommand),
+    /// Signing keys for releases, the log and witnesses.
+    #[command(subcommand)]
+    Key(release_cmd::KeyCommand),
+    /// Release manifests: build, sign, check.
+    #[command(subcommand)]
+    Release(release_cmd::ReleaseCommand),
+    /// The transparency log of releases: append, serve, audit.
+    #[command(subcommand)]
+    Log(log_cmd::LogCommand),
+    /// A witness that cosigns the log's checkpoints.
+    #[command(subcommand)]
+    Witness(log_cmd::WitnessCommand),
     /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
     /// loopback (test upstream and plaintext baseline).
     Serve(stack::ServeArgs),
@@ -65,6 +79,10 @@ fn main() -> ExitCode {
             Command::Chat(a) => cli_client::chat(a).await,
             Command::Verify(a) => cli_client::verify(a).await,
             Command::Attest(c) => attest_cmd::run_command(c),
+            Command::Key(c) => release_cmd::run_key(c),
+            Command::Release(c) => release_cmd::run_release(c),
+            Command::Log(c) => log_cmd::run_log(c).await,
+            Command::Witness(c) => log_cmd::run_witness(c).await,
         }
     });
     match result {

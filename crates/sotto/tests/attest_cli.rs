@@ -223,3 +223,81 @@ fn malformed_inputs_exit_30() {
     let (code, _, _) = verify(&[]);
     assert_eq!(code, 30);
 }
+
+/// AMD's real Milan CRL (sotto-attest's test fixture, see its README).
+fn milan_crl() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sotto-attest/tests/data/amd/milan-vcek.crl")
+        .display()
+        .to_string()
+}
+
+/// 2026-03-01T12:00Z: inside the Milan CRL's window (2025-05-06 .. 2026-05-12).
+const CRL_AT: &str = "1772366400";
+
+#[test]
+fn snp_with_amd_crl() {
+    let crl = milan_crl();
+    // DER, checked under the built-in Milan ARK and reported.
+    let (code, v, err) = snp("milan-virtee", &["--at", CRL_AT, "--crl", &crl]);
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["amd_crl"]["issuer"], "ARK-Milan");
+    assert_eq!(v["amd_crl"]["number"], 6);
+    assert_eq!(v["amd_crl"]["not_revoked"], "SEV-Milan");
+    let checks = v["checks"].as_array().unwrap();
+    let crl_check = checks.iter().find(|c| c["name"] == "crl").unwrap();
+    assert!(
+        crl_check["result"].as_str().unwrap().contains("ARK-Milan"),
+        "{crl_check}"
+    );
+    // PEM works too, and --require-crl is then satisfied.
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("milan.crl.pem");
+    let der = std::fs::read(&crl).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    std::fs::write(
+        &pem_path,
+        format!(
+            "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let pem = pem_path.display().to_string();
+    let (code, v, err) = snp(
+        "milan-virtee",
+        &["--at", CRL_AT, "--crl", &pem, "--require-crl"],
+    );
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["amd_crl"]["issuer"], "ARK-Milan");
+    // Without a CRL the check says so, and --require-crl rejects.
+    let (code, v, _) = snp("milan-virtee", &["--at", CRL_AT]);
+    assert_eq!(code, 0);
+    assert!(v.get("amd_crl").is_none());
+    let (code, v, _) = snp("milan-virtee", &["--at", CRL_AT, "--require-crl"]);
+    assert_eq!(code, 10);
+    assert_eq!(v["rejection"]["code"], "CRL_MISSING");
+    // Stale at SNP_AT (after the CRL's nextUpdate), another generation's, not a CRL.
+    let (code, v, _) = snp("milan-virtee", &["--at", SNP_AT, "--crl", &crl]);
+    assert_eq!(code, 10);
+    assert_eq!(v["rejection"]["code"], "COLLATERAL_EXPIRED");
+    let (code, v, _) = snp("genoa-trustee", &["--at", CRL_AT, "--crl", &crl]);
+    assert_eq!(code, 10);
+    assert_eq!(v["rejection"]["code"], "COLLATERAL_MISMATCH");
+    let vcek = att("snp/milan-virtee.vcek.der");
+    let (code, v, _) = snp("milan-virtee", &["--at", CRL_AT, "--crl", &vcek]);
+    assert_eq!(code, 30);
+    assert!(
+        v["malformed_input"]
+            .as_str()
+            .unwrap()
+            .contains("does not parse"),
+        "{v}"
+    );
+}

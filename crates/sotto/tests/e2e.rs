@@ -360,6 +360,84 @@ fn sotto_up_serves_and_stops_cleanly() {
     )));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with(&reference_text()), "{stdout}");
+    assert!(
+        stderr.contains("release 0.1.0 (signed by sotto-local-release) · log index 0 of 1 · 1 witness cosignature(s)"),
+        "{stderr}"
+    );
+
+    // The local stack is verified the way production is: a signed release, logged,
+    // witnessed, consistent with the client's stored view, matching the measurement.
+    let (code, stdout, stderr) = output(sotto().args([
+        "verify",
+        "--json",
+        "--relay",
+        &relay_url,
+        "--allow-simulated",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let checks: Vec<(String, String)> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let find = |n: &str| {
+        checks
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("no check {n} in {checks:?}"))
+    };
+    assert!(find("release_signature").contains("sotto-local-release"));
+    assert!(
+        find("log_checkpoint").contains("cosigned by 1 trusted witness(es): sotto-local-witness")
+    );
+    assert!(find("log_inclusion").contains("entry 0"));
+    assert_eq!(
+        find("log_consistency"),
+        "same checkpoint as seen before (size 1)"
+    );
+    assert!(find("release_measurement").contains("is one of the release's"));
+
+    // An operator starting the enclave with another model file than the release names
+    // is stopped before it serves anything.
+    let other = tempfile::tempdir().unwrap();
+    let mut weights = std::fs::read(m.join("stories260K.bin")).unwrap();
+    let n = weights.len();
+    weights[n - 1] ^= 1;
+    std::fs::write(other.path().join("stories260K.bin"), weights).unwrap();
+    let (code, _, stderr) = output(
+        sotto().args([
+            "enclave",
+            "--listen",
+            "127.0.0.1:0",
+            "--tee",
+            "simulated",
+            "--model",
+            other.path().join("stories260K.bin").to_str().unwrap(),
+            "--tokenizer",
+            m.join("tok512.bin").to_str().unwrap(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--release",
+            state
+                .path()
+                .join("release/release.signed")
+                .to_str()
+                .unwrap(),
+        ]),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("RELEASE_MODEL_MISMATCH"), "{stderr}");
+
     // Ctrl-C: the stack stops and the relay port closes.
     let pid = up.0.id().to_string();
     assert!(

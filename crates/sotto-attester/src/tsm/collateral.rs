@@ -1,13 +1,14 @@
 //! Intel TDX collateral for configfs-tsm bundles: from a file the operator keeps fresh, or
-//! from a PCCS over plain HTTP with a background refresh before it expires.
+//! from a PCCS (or Intel's PCS) over `http://` or `https://` with a background refresh
+//! before it expires.
 //!
 //! The collateral travels in the bundle as JSON in `dcap-qvl`'s `QuoteCollateralV3` layout
 //! (extra tag [`sotto_attest::tags::TDX_COLLATERAL`]), re-serialised compactly, without a
 //! PCK certificate chain (the quote carries it).
 //!
-//! `https://` PCCS URLs are rejected: this build has no TLS stack. Supporting them needs a
-//! TLS-enabled `reqwest` (future work); meanwhile run a local PCCS on plain HTTP or keep the
-//! collateral in a file.
+//! Transport and TLS trust anchors: [`super::pccs_http`]. TLS is not in the trust base (the
+//! collateral is signed by Intel and verified by every client), so plain `http://` stays
+//! allowed for a PCCS on the VM's loopback or a trusted network.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,7 +18,17 @@ use dcap_qvl::QuoteCollateralV3;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::pccs_http::{self, GetError, TlsTrust};
 use crate::AttesterError;
+
+/// Intel's PCS. It has no `rootcacrl` endpoint: the root CA CRL is fetched from
+/// [`INTEL_ROOT_CA_CRL_URL`] instead (a PCCS that answers 404 there gets the same).
+pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
+
+/// The CRL distribution point of the Intel SGX Root CA (the built-in root's own extension,
+/// checked by a test), where the root CA CRL is fetched when the PCCS does not serve it.
+pub(crate) const INTEL_ROOT_CA_CRL_URL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 
 /// Where TDX collateral comes from.
 #[derive(Debug, Clone)]
@@ -27,10 +38,22 @@ pub enum CollateralSource {
     /// the file changes (size, modification time or inode) or when the collateral is within
     /// the refresh margin of its earliest `nextUpdate`.
     File(PathBuf),
-    /// A PCCS (or PCS-compatible) base URL, `http://` only, e.g. `http://127.0.0.1:8081`.
-    /// Uses the v4 API (`/sgx/certification/v4/pckcrl`, `.../rootcacrl`,
-    /// `/tdx/certification/v4/tcb`, `.../qe/identity`) for the quote's FMSPC and PCK CA.
+    /// A PCCS (or Intel's PCS) base URL, `http://` or `https://`, e.g.
+    /// `http://127.0.0.1:8081` or [`INTEL_PCS_URL`]. Uses the v4 API
+    /// (`/sgx/certification/v4/pckcrl`, `.../rootcacrl`, `/tdx/certification/v4/tcb`,
+    /// `.../qe/identity`) for the quote's FMSPC and PCK CA; the root CA CRL comes from
+    /// Intel's CRL distribution point when the server has no `rootcacrl` (the PCS).
+    /// `https://` verifies the server against the Mozilla roots compiled in.
     Pccs(String),
+    /// Like [`Pccs`](Self::Pccs) for an `https://` URL, also trusting every certificate in
+    /// `ca_file` (PEM) as a TLS trust anchor: a private PCCS with its own CA. Read at start
+    /// (`PCCS_CA_INVALID`).
+    PccsWithCa {
+        /// The `https://` base URL.
+        url: String,
+        /// PEM file with one or more CA certificates.
+        ca_file: PathBuf,
+    },
 }
 
 /// Timing of collateral refreshes.
@@ -227,14 +250,22 @@ impl Provider {
         source: CollateralSource,
         policy: RefreshPolicy,
         clock: Clock,
+        root_crl_url: &str,
     ) -> Result<Self, AttesterError> {
         match source {
             CollateralSource::File(path) => {
                 Ok(Provider::File(FileProvider::open(path, policy, clock)?))
             }
-            CollateralSource::Pccs(url) => {
-                Ok(Provider::Pccs(PccsProvider::start(&url, policy, clock)?))
-            }
+            CollateralSource::Pccs(url) => Ok(Provider::Pccs(PccsProvider::start(
+                &url,
+                None,
+                policy,
+                clock,
+                root_crl_url,
+            )?)),
+            CollateralSource::PccsWithCa { url, ca_file } => Ok(Provider::Pccs(
+                PccsProvider::start(&url, Some(&ca_file), policy, clock, root_crl_url)?,
+            )),
         }
     }
 
@@ -377,6 +408,8 @@ impl std::fmt::Debug for PccsProvider {
 
 struct Shared {
     base: String,
+    /// Where the root CA CRL comes from when the server has no `rootcacrl` endpoint.
+    root_crl_url: String,
     policy: RefreshPolicy,
     clock: Clock,
     state: Mutex<PccsState>,
@@ -399,6 +432,7 @@ struct PccsState {
 #[derive(Debug, Clone)]
 enum FetchError {
     Unreachable(String),
+    Tls(String),
     Pccs(String),
     Invalid(String),
 }
@@ -407,8 +441,19 @@ impl From<FetchError> for AttesterError {
     fn from(e: FetchError) -> Self {
         match e {
             FetchError::Unreachable(m) => AttesterError::PccsUnreachable(m),
+            FetchError::Tls(m) => AttesterError::PccsTls(m),
             FetchError::Pccs(m) => AttesterError::PccsError(m),
             FetchError::Invalid(m) => AttesterError::CollateralInvalid(m),
+        }
+    }
+}
+
+impl From<GetError> for FetchError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Unreachable(m) => FetchError::Unreachable(m),
+            GetError::Tls(m) => FetchError::Tls(m),
+            GetError::Http(m) => FetchError::Pccs(m),
         }
     }
 }
@@ -424,26 +469,49 @@ impl Drop for PccsProvider {
 const POLL: Duration = Duration::from_secs(5);
 
 impl PccsProvider {
-    fn start(url: &str, policy: RefreshPolicy, clock: Clock) -> Result<Self, AttesterError> {
-        url.strip_prefix("http://")
-            .filter(|r| !r.is_empty() && !r.starts_with('/'))
+    fn start(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        policy: RefreshPolicy,
+        clock: Clock,
+        root_crl_url: &str,
+    ) -> Result<Self, AttesterError> {
+        let (base, https) = pccs_http::check_base_url(url)
             .ok_or_else(|| AttesterError::PccsUrlUnsupported(url.to_string()))?;
-        let base = url
-            .trim_end_matches('/')
+        let base = base
             .trim_end_matches("/sgx/certification/v4")
             .trim_end_matches("/tdx/certification/v4")
             .to_string();
+        if let (Some(path), false) = (ca_file, https) {
+            return Err(AttesterError::PccsCaInvalid {
+                path: path.display().to_string(),
+                reason: format!("given for {base}, which is plain http:// (no TLS to use it)"),
+            });
+        }
+        // Built for http:// too: the root CA CRL may come from Intel's https:// URL.
+        let trust = TlsTrust::new(ca_file)?;
+        if https {
+            tracing::info!(
+                pccs = %base,
+                "TDX collateral from a PCCS over https://, server certificate verified against {}",
+                trust.describe()
+            );
+        } else {
+            tracing::info!(
+                pccs = %base,
+                "TDX collateral from a PCCS over plain http:// (no TLS: use only on loopback or \
+                 a trusted network; the collateral is signed by Intel and verified by clients)"
+            );
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| AttesterError::io("starting the PCCS refresh runtime", e))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| AttesterError::PccsError(format!("HTTP client: {e}")))?;
+        let client =
+            pccs_http::Client::new(trust, Duration::from_secs(10), Duration::from_secs(60));
         let shared = Arc::new(Shared {
             base,
+            root_crl_url: root_crl_url.to_string(),
             policy,
             clock,
             state: Mutex::new(PccsState::default()),
@@ -494,7 +562,7 @@ impl PccsProvider {
     }
 }
 
-fn refresh_loop(sh: &Shared, rt: &tokio::runtime::Runtime, client: &reqwest::Client) {
+fn refresh_loop(sh: &Shared, rt: &tokio::runtime::Runtime, client: &pccs_http::Client) {
     let mut st = lock(&sh.state);
     loop {
         if st.stopped {
@@ -524,7 +592,7 @@ fn refresh_loop(sh: &Shared, rt: &tokio::runtime::Runtime, client: &reqwest::Cli
         };
         st.last_attempt = Some(now);
         drop(st);
-        let result = rt.block_on(fetch(client, &sh.base, &target));
+        let result = rt.block_on(fetch(client, &sh.base, &sh.root_crl_url, &target));
         st = lock(&sh.state);
         st.failed_target = None;
         match result {
@@ -534,6 +602,12 @@ fn refresh_loop(sh: &Shared, rt: &tokio::runtime::Runtime, client: &reqwest::Cli
                 st.loads += 1;
             }
             Err(e) => {
+                tracing::warn!(
+                    pccs = %sh.base,
+                    "fetching TDX collateral failed (retried every {:?}): {}",
+                    sh.policy.retry,
+                    AttesterError::from(e.clone())
+                );
                 st.last_error = Some(e);
                 st.failed_target = Some(target);
             }
@@ -546,32 +620,47 @@ fn pccs_err(m: impl Into<String>) -> FetchError {
     FetchError::Pccs(m.into())
 }
 
+/// GET `url`, requiring a 2xx status.
 async fn get(
-    client: &reqwest::Client,
+    client: &pccs_http::Client,
     url: &str,
-) -> Result<(reqwest::header::HeaderMap, Vec<u8>), FetchError> {
-    let resp = client.get(url).send().await.map_err(|e| {
-        if e.is_connect() || e.is_timeout() {
-            FetchError::Unreachable(format!("{url}: {e}"))
-        } else {
-            pccs_err(format!("{url}: {e}"))
-        }
-    })?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(pccs_err(format!("{url}: HTTP {status}")));
+) -> Result<(http::HeaderMap, Vec<u8>), FetchError> {
+    let resp = client.get(url).await?;
+    if !resp.status.is_success() {
+        return Err(pccs_err(format!("{url}: HTTP {}", resp.status)));
     }
-    let headers = resp.headers().clone();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| pccs_err(format!("{url}: reading the body: {e}")))?;
-    Ok((headers, body.to_vec()))
+    Ok((resp.headers, resp.body))
+}
+
+/// The root CA CRL: from the PCCS's `rootcacrl` (hex), or, for Intel's PCS (which has no
+/// such endpoint) and for a PCCS answering 404 there, from `fallback` (Intel's CRL
+/// distribution point, DER). Either way the CRL is signed by the Intel SGX Root CA and
+/// verified by clients.
+async fn root_ca_crl(
+    client: &pccs_http::Client,
+    base: &str,
+    fallback: &str,
+) -> Result<Vec<u8>, FetchError> {
+    let pcs = base
+        .strip_prefix(INTEL_PCS_URL)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', ':']));
+    if !pcs {
+        let url = format!("{base}/sgx/certification/v4/rootcacrl");
+        let resp = client.get(&url).await?;
+        if resp.status.is_success() {
+            return crl_body(resp.body, &url);
+        }
+        if resp.status != http::StatusCode::NOT_FOUND {
+            return Err(pccs_err(format!("{url}: HTTP {}", resp.status)));
+        }
+    }
+    let (_, body) = get(client, fallback).await?;
+    crl_body(body, fallback)
 }
 
 /// A percent-encoded PEM chain header.
 fn chain_header(
-    headers: &reqwest::header::HeaderMap,
+    headers: &http::HeaderMap,
     names: &[&str],
     url: &str,
 ) -> Result<String, FetchError> {
@@ -632,8 +721,9 @@ fn signed(body: &[u8], url: &str) -> Result<(String, Vec<u8>), FetchError> {
 
 /// Fetch the collateral for `target` from the PCCS v4 API.
 async fn fetch(
-    client: &reqwest::Client,
+    client: &pccs_http::Client,
     base: &str,
+    root_crl_url: &str,
     target: &Target,
 ) -> Result<Collateral, FetchError> {
     let url = format!(
@@ -665,9 +755,7 @@ async fn fetch(
     )?;
     let (qe_identity, qe_identity_signature) = signed(&body, &url)?;
 
-    let url = format!("{base}/sgx/certification/v4/rootcacrl");
-    let (_, body) = get(client, &url).await?;
-    let root_ca_crl = crl_body(body, &url)?;
+    let root_ca_crl = root_ca_crl(client, base, root_crl_url).await?;
 
     let c = validate(QuoteCollateralV3 {
         pck_crl_issuer_chain,

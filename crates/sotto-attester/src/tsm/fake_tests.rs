@@ -463,83 +463,176 @@ struct Pccs {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
-/// Serve the v4 collateral through the PCCS v4 API on 127.0.0.1, one request per
-/// connection.
-fn start_pccs() -> Pccs {
+/// How the test PCCS behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// An Intel PCCS: serves `rootcacrl` (hex).
+    Pccs,
+    /// Like Intel's PCS: no `rootcacrl` (404); the root CA CRL (DER) is at
+    /// `/IntelSGXRootCA.der`, as at Intel's CRL distribution point.
+    Pcs,
+}
+
+/// The PCCS v4 API's answer to `target` (a full HTTP/1.1 response), from the v4 collateral.
+fn pccs_response(target: &str, flavour: Flavour) -> Vec<u8> {
     let c: serde_json::Value = serde_json::from_slice(&v4_collateral()).unwrap();
     let s = move |k: &str| c[k].as_str().unwrap().to_string();
+    let not_found = ("404 Not Found", None, b"not found".to_vec());
+    let (status, header, body): (&str, Option<(&str, String)>, Vec<u8>) = match target {
+        "/sgx/certification/v4/pckcrl?ca=platform&encoding=der" => (
+            "200 OK",
+            Some(("SGX-PCK-CRL-Issuer-Chain", pct(&s("pck_crl_issuer_chain")))),
+            hex::decode(s("pck_crl")).unwrap(),
+        ),
+        "/tdx/certification/v4/tcb?fmspc=B0C06F000000" => (
+            "200 OK",
+            Some(("TCB-Info-Issuer-Chain", pct(&s("tcb_info_issuer_chain")))),
+            format!(
+                "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
+                s("tcb_info"),
+                s("tcb_info_signature")
+            )
+            .into_bytes(),
+        ),
+        "/tdx/certification/v4/qe/identity" => (
+            "200 OK",
+            Some((
+                "SGX-Enclave-Identity-Issuer-Chain",
+                pct(&s("qe_identity_issuer_chain")),
+            )),
+            format!(
+                "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
+                s("qe_identity"),
+                s("qe_identity_signature")
+            )
+            .into_bytes(),
+        ),
+        // PCCS serves the root CA CRL hex-encoded.
+        "/sgx/certification/v4/rootcacrl" if flavour == Flavour::Pccs => {
+            ("200 OK", None, s("root_ca_crl").into_bytes())
+        }
+        "/IntelSGXRootCA.der" if flavour == Flavour::Pcs => {
+            ("200 OK", None, hex::decode(s("root_ca_crl")).unwrap())
+        }
+        _ => not_found,
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some((k, v)) = header {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Read one request from `stream`, log its target, answer it.
+fn serve_one(stream: &mut (impl Read + Write), log: &Mutex<Vec<String>>, flavour: Flavour) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let req = String::from_utf8_lossy(&buf);
+    let target = req.split(' ').nth(1).unwrap_or("").to_string();
+    log.lock().unwrap().push(target.clone());
+    let _ = stream.write_all(&pccs_response(&target, flavour));
+    let _ = stream.flush();
+}
+
+/// Serve the PCCS v4 API on 127.0.0.1, one request per connection, over plain TCP or, with
+/// `tls`, over TLS (rustls, ring) with that server configuration.
+fn start_server(tls: Option<Arc<rustls::ServerConfig>>, flavour: Flavour) -> Pccs {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = requests.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            match &tls {
+                None => serve_one(&mut { stream }, &log, flavour),
+                Some(cfg) => {
+                    let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                    // A client that rejects our certificate aborts the handshake: the read
+                    // fails and the connection is dropped.
+                    serve_one(&mut rustls::StreamOwned::new(conn, stream), &log, flavour);
                 }
             }
-            let req = String::from_utf8_lossy(&buf);
-            let target = req.split(' ').nth(1).unwrap_or("").to_string();
-            log.lock().unwrap().push(target.clone());
-            let (status, header, body): (&str, Option<(&str, String)>, Vec<u8>) =
-                match target.as_str() {
-                    "/sgx/certification/v4/pckcrl?ca=platform&encoding=der" => (
-                        "200 OK",
-                        Some(("SGX-PCK-CRL-Issuer-Chain", pct(&s("pck_crl_issuer_chain")))),
-                        hex::decode(s("pck_crl")).unwrap(),
-                    ),
-                    "/tdx/certification/v4/tcb?fmspc=B0C06F000000" => (
-                        "200 OK",
-                        Some(("TCB-Info-Issuer-Chain", pct(&s("tcb_info_issuer_chain")))),
-                        format!(
-                            "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
-                            s("tcb_info"),
-                            s("tcb_info_signature")
-                        )
-                        .into_bytes(),
-                    ),
-                    "/tdx/certification/v4/qe/identity" => (
-                        "200 OK",
-                        Some((
-                            "SGX-Enclave-Identity-Issuer-Chain",
-                            pct(&s("qe_identity_issuer_chain")),
-                        )),
-                        format!(
-                            "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
-                            s("qe_identity"),
-                            s("qe_identity_signature")
-                        )
-                        .into_bytes(),
-                    ),
-                    // PCCS serves the root CA CRL hex-encoded.
-                    "/sgx/certification/v4/rootcacrl" => {
-                        ("200 OK", None, s("root_ca_crl").into_bytes())
-                    }
-                    _ => ("404 Not Found", None, b"not found".to_vec()),
-                };
-            let mut head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            if let Some((k, v)) = header {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
         }
     });
     Pccs { url, requests }
 }
 
+/// Serve the v4 collateral through the PCCS v4 API on 127.0.0.1 over plain HTTP.
+fn start_pccs() -> Pccs {
+    start_server(None, Flavour::Pccs)
+}
+
+/// A test CA and a server certificate it issued for `names`, as rcgen makes them (ECDSA
+/// P-256), ready for rustls.
+struct TestPki {
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn test_pki(names: &[&str]) -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "Sotto test PCCS CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.distinguished_name
+        .push(DnType::CommonName, "test PCCS");
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone(), ca_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        server: Arc::new(server),
+    }
+}
+
 fn pccs_tsm(
     kernel: &Arc<FakeKernel>,
     url: &str,
+    now: &Arc<AtomicU64>,
+) -> Result<ConfigFsTsm, AttesterError> {
+    pccs_source_tsm(kernel, CollateralSource::Pccs(url.to_string()), now)
+}
+
+fn pccs_source_tsm(
+    kernel: &Arc<FakeKernel>,
+    source: CollateralSource,
     now: &Arc<AtomicU64>,
 ) -> Result<ConfigFsTsm, AttesterError> {
     kernel
@@ -550,7 +643,7 @@ fn pccs_tsm(
             retry: Duration::from_secs(1),
             fetch_timeout: Duration::from_secs(20),
         })
-        .with_tdx_collateral(CollateralSource::Pccs(url.to_string()))
+        .with_tdx_collateral(source)
 }
 
 #[test]
@@ -584,13 +677,13 @@ fn tdx_collateral_from_a_pccs_is_fetched_and_refreshed() {
 fn pccs_failures_have_clear_codes() {
     let now = Arc::new(AtomicU64::new(TDX_NOW));
     let kernel = FakeKernel::tdx();
-    // https: no TLS in this build.
-    let err = pccs_tsm(&kernel, "https://api.trustedservices.intel.com", &now).unwrap_err();
-    assert_eq!(err.code(), "PCCS_URL_UNSUPPORTED");
-    assert_eq!(
-        pccs_tsm(&kernel, "ftp://x", &now).unwrap_err().code(),
-        "PCCS_URL_UNSUPPORTED"
-    );
+    // https is accepted (nothing is fetched before the first request); other schemes and
+    // URLs without a host are not.
+    pccs_tsm(&kernel, INTEL_PCS_URL, &now).unwrap();
+    for url in ["ftp://x", "https://", "https://user@host", "127.0.0.1:8081"] {
+        let err = pccs_tsm(&kernel, url, &now).unwrap_err();
+        assert_eq!(err.code(), "PCCS_URL_UNSUPPORTED", "{url}: {err}");
+    }
 
     // Nobody listening.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -614,4 +707,265 @@ fn pccs_failures_have_clear_codes() {
     let err = tsm.prepare().unwrap_err();
     assert_eq!(err.code(), "PCCS_ERROR", "{err}");
     assert!(err.to_string().contains("404"), "{err}");
+}
+
+// ---------------------------------------------------------------- https
+
+/// Write the test CA to a PEM file and return a `PccsWithCa` source for `url`.
+fn with_ca(dir: &Path, url: &str, pem: &[u8]) -> CollateralSource {
+    CollateralSource::PccsWithCa {
+        url: url.to_string(),
+        ca_file: write_tmp(dir, "pccs-ca.pem", pem),
+    }
+}
+
+#[test]
+fn tdx_collateral_over_https_with_an_operator_ca() {
+    let pki = test_pki(&["localhost", "127.0.0.1"]);
+    let pccs = start_server(Some(pki.server.clone()), Flavour::Pccs);
+    let port = pccs.url.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(TDX_NOW));
+    // By host name (certificate DNS name) and by address (certificate IP address).
+    for url in [
+        format!("https://localhost:{port}/"),
+        format!("https://127.0.0.1:{port}/sgx/certification/v4"),
+    ] {
+        let kernel = FakeKernel::tdx();
+        let before = pccs.requests.lock().unwrap().len();
+        let tsm = pccs_source_tsm(
+            &kernel,
+            with_ca(dir.path(), &url, pki.ca_pem.as_bytes()),
+            &now,
+        )
+        .unwrap();
+        assert_eq!(tsm.prepare().unwrap(), Platform::Tdx, "{url}");
+        // The quote-to-collateral path: the bundle carries exactly the v4 collateral and
+        // verifies against Intel's root.
+        check_tdx_bundle(&tsm.evidence(&[9; 64]).unwrap());
+        assert_eq!(tsm.collateral_loads(), 1);
+        assert_eq!(pccs.requests.lock().unwrap().len() - before, 4, "{url}");
+        assert_eq!(kernel.entries_left(), 0);
+    }
+    // Several CA certificates in one file: the right one among them is enough.
+    let other = test_pki(&["localhost"]);
+    let bundle = format!("{}{}", other.ca_pem, pki.ca_pem);
+    let kernel = FakeKernel::tdx();
+    let tsm = pccs_source_tsm(
+        &kernel,
+        with_ca(dir.path(), &pccs.url, bundle.as_bytes()),
+        &now,
+    )
+    .unwrap();
+    check_tdx_bundle(&tsm.evidence(&[9; 64]).unwrap());
+}
+
+#[test]
+fn https_pccs_without_the_ca_fails_with_pccs_tls_error() {
+    let pki = test_pki(&["localhost", "127.0.0.1"]);
+    let pccs = start_server(Some(pki.server.clone()), Flavour::Pccs);
+    let now = Arc::new(AtomicU64::new(TDX_NOW));
+    let kernel = FakeKernel::tdx();
+    // Only the compiled-in Mozilla roots: the test CA is unknown.
+    let tsm = pccs_tsm(&kernel, &pccs.url, &now).unwrap();
+    let err = tsm.prepare().unwrap_err();
+    assert_eq!(err.code(), "PCCS_TLS_ERROR", "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(msg.contains("Mozilla roots"), "{msg}");
+    assert!(msg.contains("--pccs-ca"), "{msg}");
+    // Fails fast afterwards with the same code; nothing was served, entries cleaned up.
+    assert_eq!(tsm.evidence(&[0; 64]).unwrap_err().code(), "PCCS_TLS_ERROR");
+    assert!(pccs.requests.lock().unwrap().is_empty());
+    assert_eq!(kernel.entries_left(), 0);
+
+    // Another CA than the one that issued the server's certificate, with the same name
+    // (an impostor): also refused, on the signature.
+    let dir = tempfile::tempdir().unwrap();
+    let other = test_pki(&["localhost"]);
+    let tsm = pccs_source_tsm(
+        &kernel,
+        with_ca(dir.path(), &pccs.url, other.ca_pem.as_bytes()),
+        &now,
+    )
+    .unwrap();
+    let err = tsm.prepare().unwrap_err();
+    assert_eq!(err.code(), "PCCS_TLS_ERROR", "{err}");
+    assert!(err.to_string().contains("BadSignature"), "{err}");
+
+    // A plain-HTTP server behind an https:// URL: the handshake fails, same code.
+    let plain = start_pccs();
+    let url = plain.url.replace("http://", "https://");
+    let err = pccs_tsm(&kernel, &url, &now)
+        .unwrap()
+        .prepare()
+        .unwrap_err();
+    assert_eq!(err.code(), "PCCS_TLS_ERROR", "{err}");
+}
+
+#[test]
+fn https_pccs_certificate_for_another_host_is_refused() {
+    // Issued by the trusted CA, but for another name only.
+    let pki = test_pki(&["pccs.example.com"]);
+    let pccs = start_server(Some(pki.server.clone()), Flavour::Pccs);
+    let port = pccs.url.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(TDX_NOW));
+    let kernel = FakeKernel::tdx();
+    for url in [format!("https://localhost:{port}"), pccs.url.clone()] {
+        let tsm = pccs_source_tsm(
+            &kernel,
+            with_ca(dir.path(), &url, pki.ca_pem.as_bytes()),
+            &now,
+        )
+        .unwrap();
+        let err = tsm.prepare().unwrap_err();
+        assert_eq!(err.code(), "PCCS_TLS_ERROR", "{url}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains("not valid for name"), "{msg}");
+        assert!(msg.contains("pccs.example.com"), "{msg}");
+    }
+    assert!(pccs.requests.lock().unwrap().is_empty());
+}
+
+#[test]
+fn bad_pccs_ca_files_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(TDX_NOW));
+    let kernel = FakeKernel::tdx();
+    let url = "https://127.0.0.1:1";
+    let start = |source| pccs_source_tsm(&kernel, source, &now).unwrap_err();
+
+    let missing = dir.path().join("missing.pem");
+    let err = start(CollateralSource::PccsWithCa {
+        url: url.into(),
+        ca_file: missing,
+    });
+    assert_eq!(err.code(), "PCCS_CA_INVALID", "{err}");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+
+    let err = start(with_ca(dir.path(), url, b"garbage"));
+    assert_eq!(err.code(), "PCCS_CA_INVALID", "{err}");
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
+
+    let err = start(with_ca(
+        dir.path(),
+        url,
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ));
+    assert_eq!(err.code(), "PCCS_CA_INVALID", "{err}");
+
+    // An extra CA for a plain-http URL would be silently unused: refused instead.
+    let pki = test_pki(&["localhost"]);
+    let err = start(with_ca(
+        dir.path(),
+        "http://127.0.0.1:1",
+        pki.ca_pem.as_bytes(),
+    ));
+    assert_eq!(err.code(), "PCCS_CA_INVALID", "{err}");
+    assert!(err.to_string().contains("http://"), "{err}");
+
+    // And a bad URL is still a bad URL with a good CA.
+    let err = start(with_ca(dir.path(), "ftp://x", pki.ca_pem.as_bytes()));
+    assert_eq!(err.code(), "PCCS_URL_UNSUPPORTED", "{err}");
+}
+
+#[test]
+fn root_ca_crl_from_intels_distribution_point_when_the_server_has_none() {
+    // A PCS-like server (no rootcacrl) over https; the root CA CRL comes from the CRL
+    // distribution point, here pointed at the same test server.
+    let pki = test_pki(&["127.0.0.1"]);
+    let pcs = start_server(Some(pki.server.clone()), Flavour::Pcs);
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(TDX_NOW));
+    let kernel = FakeKernel::tdx();
+    let tsm = kernel
+        .tsm()
+        .with_clock(fixed_clock(&now))
+        .with_root_crl_url(&format!("{}/IntelSGXRootCA.der", pcs.url))
+        .with_tdx_collateral(with_ca(dir.path(), &pcs.url, pki.ca_pem.as_bytes()))
+        .unwrap();
+    check_tdx_bundle(&tsm.evidence(&[9; 64]).unwrap());
+    let requests = pcs.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 5, "{requests:?}");
+    assert_eq!(requests[3], "/sgx/certification/v4/rootcacrl");
+    assert_eq!(requests[4], "/IntelSGXRootCA.der");
+}
+
+#[test]
+fn root_ca_crl_fallback_is_the_builtin_roots_distribution_point() {
+    use der::Decode;
+    use x509_cert::ext::pkix::CrlDistributionPoints;
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    let root = x509_cert::Certificate::from_der(sotto_attest::tdx::INTEL_SGX_ROOT_CA).unwrap();
+    let ext = root
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == <CrlDistributionPoints as der::oid::AssociatedOid>::OID)
+        .expect("the Intel root has a CRL distribution point");
+    let dps = CrlDistributionPoints::from_der(ext.extn_value.as_bytes()).unwrap();
+    let uris: Vec<String> = dps
+        .0
+        .iter()
+        .filter_map(|dp| match &dp.distribution_point {
+            Some(DistributionPointName::FullName(names)) => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uris, [super::collateral::INTEL_ROOT_CA_CRL_URL]);
+}
+
+/// AMD's real Genoa CRL (sotto-attest's fixture).
+fn genoa_crl_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sotto-attest/tests/data/amd/genoa-vcek.crl")
+}
+
+#[test]
+fn snp_bundles_carry_the_operators_amd_crl() {
+    let kernel = FakeKernel::snp();
+    let tsm = kernel.tsm().with_snp_crl(&genoa_crl_path()).unwrap();
+    let rd = [0u8; 64];
+    let bundle = tsm.evidence(&rd).unwrap();
+    let crl = std::fs::read(genoa_crl_path()).unwrap();
+    assert_eq!(
+        bundle.extras,
+        vec![Extra {
+            tag: tags::AMD_CRL,
+            value: crl
+        }]
+    );
+    // The client finds and checks it. The only real Genoa CRL we have expired
+    // (nextUpdate 2025-11-03) before this VCEK became valid (2026-02), so at a time the
+    // VCEK is valid the CRL is authenticated under the Genoa ARK and then refused as
+    // expired: proof that it was shipped, found and checked.
+    let decoded = EvidenceBundle::decode(&bundle.encode()).unwrap();
+    let mut policy = Policy::new(TrustRoots::default(), rd);
+    policy.require_amd_crl = true;
+    let e = sotto_attest::verify(&decoded, &policy, SNP_NOW).unwrap_err();
+    assert_eq!(e.code(), "COLLATERAL_EXPIRED", "{e}");
+    // Without the CRL the same policy refuses for another reason.
+    let plain = kernel.tsm().evidence(&rd).unwrap();
+    let e = sotto_attest::verify(&plain, &policy, SNP_NOW).unwrap_err();
+    assert_eq!(e.code(), "CRL_MISSING");
+}
+
+#[test]
+fn bad_amd_crl_files_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        write_tmp(dir.path(), "garbage.crl", b"not a crl"),
+        write_tmp(dir.path(), "cert.der", &vcek()),
+        dir.path().join("missing.crl"),
+    ];
+    for p in cases {
+        let e = FakeKernel::snp().tsm().with_snp_crl(&p).unwrap_err();
+        assert_eq!(e.code(), "SNP_CRL_INVALID", "{}", p.display());
+    }
 }
