@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the wasm32 build of the sans-I/O crates, and
-# every test (unit, property, adversarial, end-to-end with real processes on loopback).
+# every test (unit, property, adversarial, end-to-end with real processes on loopback), the
+# store's against both SQLite and a real PostgreSQL server started here.
 # Uses ../shared (models, attestation evidence) in place.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,8 +14,12 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "wasm32 build of sotto-wire and sotto-attest"
+step "wasm32 build of the sans-I/O crates"
 scripts/wasm-check.sh
+
+step "PostgreSQL for the store tests (Debian package, throwaway cluster)"
+eval "$(scripts/postgres.sh)"
+trap 'scripts/postgres.sh stop' EXIT
 
 step "cargo test"
 cargo test --workspace --locked

@@ -94,7 +94,7 @@ export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
 cargo=/usr/bin/cargo
 
-sel=(-p sotto-wire -p sotto-attest -p sotto-release)
+sel=(-p sotto-wire -p sotto-attest -p sotto-release -p sotto-vault)
 
 # sotto-log's sans-I/O core: the crate without its default `std` feature.
 sel_log=(-p sotto-log --no-default-features)
@@ -122,4 +122,4 @@ for pkgs in "${sel[*]}" "${sel_log[*]}"; do
         "$@"
 done
 
-echo "wasm-check: sotto-wire, sotto-attest, sotto-release and sotto-log (sans-I/O) build for $target" >&2
+echo "wasm-check: sotto-wire, sotto-attest, sotto-release, sotto-vault and sotto-log (sans-I/O) build for $target" >&2

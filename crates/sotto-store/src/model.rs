@@ -1,0 +1,295 @@
+//! Identifiers and records shared by the storage trait and the HTTP API.
+
+use std::fmt;
+
+use crate::StoreError;
+
+/// Generates a 16-byte random id type shown as 32 lowercase hex digits.
+macro_rules! random_id {
+    ($(#[$m:meta])* $name:ident, $what:literal) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 16]);
+
+        impl $name {
+            /// A fresh id from the operating system's random number generator.
+            pub fn random() -> Result<Self, StoreError> {
+                let mut b = [0u8; 16];
+                crate::auth::fill_random(&mut b)?;
+                Ok(Self(b))
+            }
+
+            /// Parses 32 lowercase hex digits.
+            pub fn parse(s: &str) -> Result<Self, StoreError> {
+                let mut b = [0u8; 16];
+                if s.len() != 32
+                    || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+                    || hex::decode_to_slice(s, &mut b).is_err()
+                {
+                    return Err(StoreError::InvalidId($what));
+                }
+                Ok(Self(b))
+            }
+
+            /// From the 16 raw bytes stored in the database.
+            pub(crate) fn from_slice(b: &[u8]) -> Result<Self, StoreError> {
+                <[u8; 16]>::try_from(b)
+                    .map(Self)
+                    .map_err(|_| StoreError::storage(concat!("stored ", $what, " id is not 16 bytes")))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
+random_id!(
+    /// An account: 16 random bytes chosen by the store at creation.
+    AccountId,
+    "account"
+);
+random_id!(
+    /// A credential (device key or, later, passkey): 16 random bytes chosen by the store.
+    CredentialId,
+    "credential"
+);
+
+/// Longest item or key id, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Generates a client-chosen opaque name type: 1..=128 characters of `[A-Za-z0-9_-]`.
+macro_rules! client_name {
+    ($(#[$m:meta])* $name:ident, $what:literal) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates a client-chosen id: 1 to 128 characters of `A-Z a-z 0-9 _ -`.
+            pub fn parse(s: &str) -> Result<Self, StoreError> {
+                if s.is_empty()
+                    || s.len() > MAX_NAME_LEN
+                    || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                {
+                    return Err(StoreError::InvalidId($what));
+                }
+                Ok(Self(s.to_owned()))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+    };
+}
+
+client_name!(
+    /// An item's id, chosen by the client (opaque to the store; a random id is expected, so
+    /// that ids say nothing about content).
+    ItemId,
+    "item"
+);
+client_name!(
+    /// A wrapped-key record's id, chosen by the client (e.g. the credential id it is wrapped
+    /// for).
+    KeyId,
+    "key"
+);
+
+/// What a credential is. Only device keys are implemented; WebAuthn passkeys are the planned
+/// second kind (see `docs/store.md`, "Extension point: passkeys").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// An Ed25519 device key (32-byte public key) that signs auth challenges. Wire name
+    /// `device-ed25519`.
+    DeviceEd25519,
+}
+
+impl CredentialKind {
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceEd25519 => "device-ed25519",
+        }
+    }
+
+    /// Parses a wire/database name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "device-ed25519" => Ok(Self::DeviceEd25519),
+            _ => Err(StoreError::UnsupportedCredentialKind),
+        }
+    }
+
+    /// Checks that `public_key` is acceptable for this kind.
+    pub fn validate_public_key(self, public_key: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Self::DeviceEd25519 => crate::auth::device_key(public_key).map(|_| ()),
+        }
+    }
+}
+
+/// A credential to register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCredential {
+    /// Its id (chosen by the store).
+    pub id: CredentialId,
+    /// Its kind.
+    pub kind: CredentialKind,
+    /// Its public key (validated for the kind).
+    pub public_key: Vec<u8>,
+}
+
+/// A stored credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// Its id.
+    pub id: CredentialId,
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// Its kind.
+    pub kind: CredentialKind,
+    /// Its public key.
+    pub public_key: Vec<u8>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Removal time, Unix milliseconds; `None` while active.
+    pub revoked_at: Option<i64>,
+}
+
+/// An account's usage and sequence counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountUsage {
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// The last sequence number handed out (0: no item change yet).
+    pub last_seq: u64,
+    /// Sum of the sizes of the account's live (not deleted) items.
+    pub used_bytes: u64,
+    /// Number of live items.
+    pub item_count: u64,
+}
+
+/// An issued auth challenge (single use).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The 32 random bytes the device signs.
+    pub challenge: [u8; 32],
+    /// Account it was issued for.
+    pub account: AccountId,
+    /// Credential it was issued for.
+    pub credential: CredentialId,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A session, stored under the SHA-256 of its bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the bearer token (the token itself is never stored).
+    pub token_hash: [u8; 32],
+    /// The account it may access.
+    pub account: AccountId,
+    /// The credential that authenticated.
+    pub credential: CredentialId,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A wrapped-key record: an opaque blob with a version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Its id.
+    pub id: KeyId,
+    /// Its version (1 after creation, +1 per write).
+    pub version: u64,
+    /// The client's bytes, exactly as sent.
+    pub blob: Vec<u8>,
+    /// Last write, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// An item as stored (the latest version only), or as listed by [`Backend::changes`].
+///
+/// [`Backend::changes`]: crate::Backend::changes
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Its id.
+    pub id: ItemId,
+    /// Current version (1 after creation, +1 per write or deletion).
+    pub version: u64,
+    /// The account sequence number of its last change.
+    pub seq: u64,
+    /// Whether the current version is a deletion (then `blob` is empty).
+    pub deleted: bool,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// The client's bytes, exactly as sent (empty when deleted, or when listed without
+    /// blobs).
+    pub blob: Vec<u8>,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A versioned item write: what the write replaces, and the new content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemWrite {
+    /// Store this blob as the next version.
+    Put(Vec<u8>),
+    /// Mark the item deleted (a tombstone that sync reports).
+    Delete,
+}
+
+/// The result of an accepted item write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The new version.
+    pub version: u64,
+    /// The account sequence number of this change.
+    pub seq: u64,
+}
+
+/// Per-account quotas, enforced inside the write transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Maximum sum of live item blob sizes.
+    pub max_bytes: u64,
+    /// Maximum number of live items.
+    pub max_items: u64,
+}
+
+/// One page of [`Backend::changes`](crate::Backend::changes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangePage {
+    /// Items whose last change has `seq > since`, in increasing `seq` order.
+    pub items: Vec<Item>,
+    /// Whether more changes follow this page.
+    pub more: bool,
+}
