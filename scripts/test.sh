@@ -21,5 +21,8 @@ step "PostgreSQL for the store tests (Debian package, throwaway cluster)"
 eval "$(scripts/postgres.sh)"
 trap 'scripts/postgres.sh stop' EXIT
 
+step "python env for the gateway's OpenAI SDK test (pinned, in target/py-venv)"
+scripts/python-env.sh
+
 step "cargo test"
 cargo test --workspace --locked

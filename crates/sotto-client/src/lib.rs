@@ -315,11 +315,30 @@ impl Drop for Response {
 
 type Opened = Result<(u32, ResponseHead, mpsc::UnboundedReceiver<BodyItem>), ClientError>;
 
+/// Cancels a request whose caller stopped waiting for its head (the `request` future was
+/// dropped or timed out). A stream not open yet at that moment is cancelled by the
+/// connection task when its head arrives, as before.
+struct AbandonOnDrop<'a> {
+    cmd: &'a mpsc::UnboundedSender<Cmd>,
+    opened: Option<oneshot::Receiver<u32>>,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(Ok(id)) = self.opened.as_mut().map(|rx| rx.try_recv()) {
+            let _ = self.cmd.send(Cmd::Cancel(id));
+        }
+    }
+}
+
 enum Cmd {
     Open {
         head: RequestHead,
         body: Vec<u8>,
         reply: oneshot::Sender<Opened>,
+        /// The stream's id as soon as it is open, so that a caller who stops waiting for
+        /// the head can cancel it at once.
+        opened: oneshot::Sender<u32>,
     },
     Cancel(u32),
     Close,
@@ -528,19 +547,31 @@ async fn connect_inner(
 
 impl Session {
     /// Sends a request (head and whole body) and waits for the response head.
+    ///
+    /// Dropping the returned future before the head arrives (or timing out) cancels the
+    /// stream in the enclave right away — which matters when the head only comes at the end
+    /// of the work, as for a non-streamed completion.
     pub async fn request(&self, head: RequestHead, body: Vec<u8>) -> Result<Response, ClientError> {
         let (tx, rx) = oneshot::channel();
+        let (opened_tx, opened_rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Open {
                 head,
                 body,
                 reply: tx,
+                opened: opened_tx,
             })
             .map_err(|_| ClientError::Closed)?;
-        // On timeout `rx` is dropped; the connection task then cancels the stream when its
-        // head arrives.
-        let (id, head, body) = tokio::time::timeout(self.response_timeout, rx)
-            .await
+        let mut abandon = AbandonOnDrop {
+            cmd: &self.cmd,
+            opened: Some(opened_rx),
+        };
+        let waited = tokio::time::timeout(self.response_timeout, rx).await;
+        // The head (or the stream's failure) arrived: the `Response` takes over.
+        if waited.is_ok() {
+            abandon.opened = None;
+        }
+        let (id, head, body) = waited
             .map_err(|_| ClientError::Timeout("waiting for the response"))?
             .map_err(|_| ClientError::Closed)??;
         Ok(Response {
@@ -613,11 +644,12 @@ async fn drive(ws: Ws, mut conn: Connection, mut cmd_rx: mpsc::UnboundedReceiver
     loop {
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
-                Some(Cmd::Open { head, body, reply }) => {
+                Some(Cmd::Open { head, body, reply, opened }) => {
                     match open(&mut conn, head, &body) {
                         Ok(id) => {
                             let (btx, brx) = mpsc::unbounded_channel();
                             pending.insert(id, Pending { head_tx: Some(reply), body_tx: Some(btx), body_rx: Some(brx) });
+                            let _ = opened.send(id);
                         }
                         Err(e) => { let _ = reply.send(Err(e.into())); }
                     }

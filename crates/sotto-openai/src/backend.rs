@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, ChatRequest};
+use crate::{ApiError, ChatRequest, CompletionRequest};
 
 /// A boxed, `Send` future (what [`Backend`] methods return; no `async-trait` needed).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -99,4 +99,15 @@ pub trait Backend: Send + Sync + 'static {
     /// so that they become proper HTTP error responses even for streaming requests. Dropping
     /// the future or the returned stream cancels the work.
     fn chat(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatStream, ApiError>>;
+
+    /// Start a text completion (`POST /v1/completions`): the prompt is continued as is,
+    /// without any chat rendering. Same contract as [`chat`](Self::chat): the stream yields
+    /// deltas and one finish event, and dropping it cancels the work.
+    ///
+    /// The default answers 404 `unknown_url`: a backend that cannot continue raw text does
+    /// not have the endpoint.
+    fn complete(&self, request: CompletionRequest) -> BoxFuture<'_, Result<ChatStream, ApiError>> {
+        drop(request);
+        Box::pin(async { Err(ApiError::UnknownRoute) })
+    }
 }

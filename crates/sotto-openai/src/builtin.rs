@@ -8,7 +8,7 @@ use sotto_engine::{GenerateParams, Model};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backend::{BoxFuture, ChatEvent, ChatStream, FinishReason, ModelInfo, Usage};
-use crate::{ApiError, Backend, ChatMessage, ChatRequest};
+use crate::{ApiError, Backend, ChatMessage, ChatRequest, CompletionRequest};
 
 /// Text deltas buffered between the generating thread and the HTTP response. Small on purpose:
 /// once the consumer stops reading or goes away, generation blocks or stops within a few tokens.
@@ -20,7 +20,8 @@ const DELTA_CHANNEL_CAPACITY: usize = 8;
 ///   text content of all messages, in request order, joined with `"\n"` (roles are not
 ///   rendered; put the system message first if you want it first). A single user message with
 ///   empty content therefore yields the empty prompt, exactly like `./run` without `-i`.
-///   See [`BuiltinBackend::render_prompt`].
+///   See [`BuiltinBackend::render_prompt`]. Text completions (`/v1/completions`) continue
+///   their prompt as is.
 /// * **Sampling.** OpenAI defaults: `temperature` 1, `top_p` 1 (= no nucleus cut; the engine
 ///   follows llama2.c and treats `top_p >= 1` as plain sampling); `temperature` 0 is greedy.
 ///   Without `seed` a fresh random seed is drawn per request; with a `seed` the output is
@@ -134,118 +135,159 @@ impl Backend for BuiltinBackend {
             if request.model != self.id {
                 return Err(ApiError::ModelNotFound);
             }
-            let seed = match request.seed {
-                Some(seed) => seed,
-                None => getrandom::u64().map_err(|_| ApiError::Internal)?,
-            };
-            let seq_len = self.model.config().seq_len;
-            let params = GenerateParams {
-                max_tokens: request
-                    .max_tokens
-                    .unwrap_or(u32::MAX)
-                    .min(u32::try_from(seq_len).unwrap_or(u32::MAX)),
-                temperature: request.temperature.unwrap_or(1.0),
-                top_p: request.top_p.unwrap_or(1.0),
-                seed,
-            };
             let prompt = Self::render_prompt(&request.messages);
+            let sampling = Sampling {
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                seed: request.seed,
+            };
             drop(request);
-
-            // Queue for a slot. Dropping this future (client gone) leaves the queue.
-            let permit = Arc::clone(&self.slots)
-                .acquire_owned()
-                .await
-                .map_err(|_| ApiError::Internal)?;
-
-            let (admitted_tx, admitted_rx) = oneshot::channel::<Result<(), ApiError>>();
-            let (tx, mut rx) = mpsc::channel::<Result<ChatEvent, ApiError>>(DELTA_CHANNEL_CAPACITY);
-            let model = Arc::clone(&self.model);
-            let stats = Arc::clone(&self.stats);
-            stats.active.fetch_add(1, Ordering::SeqCst);
-            let guard = ActiveGuard(Arc::clone(&stats));
-            tokio::task::spawn_blocking(move || {
-                // Both are released explicitly before the final event is sent (below), so a
-                // client that has seen the end of its response also sees the slot free.
-                let permit = permit;
-                let guard = guard;
-                // Tokenising is CPU work too (quadratic in the worst case), hence here rather
-                // than on the async runtime, and only after a cheap length bound: each token
-                // covers at most `max_token_length` bytes.
-                let max_piece = model.tokenizer().max_token_length().max(1);
-                let prompt_tokens = match prompt.len() / max_piece {
-                    lower_bound if lower_bound > seq_len => lower_bound,
-                    _ => model.count_tokens(&prompt),
-                };
-                if prompt_tokens > seq_len {
-                    let _ = admitted_tx.send(Err(ApiError::ContextLengthExceeded {
-                        prompt_tokens,
-                        limit: seq_len,
-                    }));
-                    return;
-                }
-                if admitted_tx.send(Ok(())).is_err() {
-                    stats.cancelled.fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-                let mut on_text = |text: &str| {
-                    if text.is_empty() {
-                        return ControlFlow::Continue(());
-                    }
-                    // Blocks while the consumer is slow (backpressure); fails once it is gone.
-                    match tx.blocking_send(Ok(ChatEvent::Delta(text.to_owned()))) {
-                        Ok(()) => ControlFlow::Continue(()),
-                        Err(_) => ControlFlow::Break(()),
-                    }
-                };
-                let result = model.generate(&prompt, &params, &mut on_text);
-                let event = match result {
-                    Ok(g) => {
-                        stats
-                            .tokens
-                            .fetch_add(u64::from(g.completion_tokens), Ordering::SeqCst);
-                        let finish_reason = match g.finish_reason {
-                            sotto_engine::FinishReason::Stop => FinishReason::Stop,
-                            sotto_engine::FinishReason::Length => FinishReason::Length,
-                            sotto_engine::FinishReason::Cancelled => {
-                                stats.cancelled.fetch_add(1, Ordering::SeqCst);
-                                return;
-                            }
-                        };
-                        stats.finished.fetch_add(1, Ordering::SeqCst);
-                        Ok(ChatEvent::Finish {
-                            finish_reason,
-                            usage: Some(Usage::new(g.prompt_tokens, g.completion_tokens)),
-                        })
-                    }
-                    Err(sotto_engine::EngineError::ContextOverflow {
-                        prompt_tokens,
-                        seq_len,
-                    }) => Err(ApiError::ContextLengthExceeded {
-                        prompt_tokens,
-                        limit: seq_len,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(code = e.code(), "builtin engine generation failed");
-                        Err(ApiError::Engine {
-                            engine_code: e.code(),
-                        })
-                    }
-                };
-                drop(guard);
-                drop(permit);
-                // Nobody may be listening any more; the generation is over either way.
-                let _ = tx.blocking_send(event);
-            });
-
-            match admitted_rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                // The worker died (panicked) before admitting the request.
-                Err(_) => return Err(ApiError::Internal),
-            }
-            let stream: ChatStream =
-                Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-            Ok(stream)
+            self.generate(prompt, sampling).await
         })
+    }
+
+    fn complete(&self, request: CompletionRequest) -> BoxFuture<'_, Result<ChatStream, ApiError>> {
+        Box::pin(async move {
+            if request.model != self.id {
+                return Err(ApiError::ModelNotFound);
+            }
+            let sampling = Sampling {
+                max_tokens: Some(request.max_tokens),
+                temperature: request.temperature,
+                top_p: request.top_p,
+                seed: request.seed,
+            };
+            self.generate(request.prompt, sampling).await
+        })
+    }
+}
+
+/// What a request asks of the sampler (`None`: the OpenAI default).
+struct Sampling {
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u64>,
+}
+
+impl BuiltinBackend {
+    /// Queues for a slot, then continues `prompt` on a blocking thread, streaming deltas.
+    async fn generate(&self, prompt: String, sampling: Sampling) -> Result<ChatStream, ApiError> {
+        let seed = match sampling.seed {
+            Some(seed) => seed,
+            None => getrandom::u64().map_err(|_| ApiError::Internal)?,
+        };
+        let seq_len = self.model.config().seq_len;
+        let params = GenerateParams {
+            max_tokens: sampling
+                .max_tokens
+                .unwrap_or(u32::MAX)
+                .min(u32::try_from(seq_len).unwrap_or(u32::MAX)),
+            temperature: sampling.temperature.unwrap_or(1.0),
+            top_p: sampling.top_p.unwrap_or(1.0),
+            seed,
+        };
+
+        // Queue for a slot. Dropping this future (client gone) leaves the queue.
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal)?;
+
+        let (admitted_tx, admitted_rx) = oneshot::channel::<Result<(), ApiError>>();
+        let (tx, mut rx) = mpsc::channel::<Result<ChatEvent, ApiError>>(DELTA_CHANNEL_CAPACITY);
+        let model = Arc::clone(&self.model);
+        let stats = Arc::clone(&self.stats);
+        stats.active.fetch_add(1, Ordering::SeqCst);
+        let guard = ActiveGuard(Arc::clone(&stats));
+        tokio::task::spawn_blocking(move || {
+            // Both are released explicitly before the final event is sent (below), so a
+            // client that has seen the end of its response also sees the slot free.
+            let permit = permit;
+            let guard = guard;
+            // Tokenising is CPU work too (quadratic in the worst case), hence here rather
+            // than on the async runtime, and only after a cheap length bound: each token
+            // covers at most `max_token_length` bytes.
+            let max_piece = model.tokenizer().max_token_length().max(1);
+            let prompt_tokens = match prompt.len() / max_piece {
+                lower_bound if lower_bound > seq_len => lower_bound,
+                _ => model.count_tokens(&prompt),
+            };
+            if prompt_tokens > seq_len {
+                let _ = admitted_tx.send(Err(ApiError::ContextLengthExceeded {
+                    prompt_tokens,
+                    limit: seq_len,
+                }));
+                return;
+            }
+            if admitted_tx.send(Ok(())).is_err() {
+                stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            let mut on_text = |text: &str| {
+                if text.is_empty() {
+                    return ControlFlow::Continue(());
+                }
+                // Blocks while the consumer is slow (backpressure); fails once it is gone.
+                match tx.blocking_send(Ok(ChatEvent::Delta(text.to_owned()))) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            };
+            let result = model.generate(&prompt, &params, &mut on_text);
+            let event = match result {
+                Ok(g) => {
+                    stats
+                        .tokens
+                        .fetch_add(u64::from(g.completion_tokens), Ordering::SeqCst);
+                    let finish_reason = match g.finish_reason {
+                        sotto_engine::FinishReason::Stop => FinishReason::Stop,
+                        sotto_engine::FinishReason::Length => FinishReason::Length,
+                        sotto_engine::FinishReason::Cancelled => {
+                            stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                            // Counts only: never text.
+                            tracing::info!(
+                                completion_tokens = g.completion_tokens,
+                                "generation cancelled: the client went away"
+                            );
+                            return;
+                        }
+                    };
+                    stats.finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(ChatEvent::Finish {
+                        finish_reason,
+                        usage: Some(Usage::new(g.prompt_tokens, g.completion_tokens)),
+                    })
+                }
+                Err(sotto_engine::EngineError::ContextOverflow {
+                    prompt_tokens,
+                    seq_len,
+                }) => Err(ApiError::ContextLengthExceeded {
+                    prompt_tokens,
+                    limit: seq_len,
+                }),
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "builtin engine generation failed");
+                    Err(ApiError::Engine {
+                        engine_code: e.code(),
+                    })
+                }
+            };
+            drop(guard);
+            drop(permit);
+            // Nobody may be listening any more; the generation is over either way.
+            let _ = tx.blocking_send(event);
+        });
+
+        match admitted_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            // The worker died (panicked) before admitting the request.
+            Err(_) => return Err(ApiError::Internal),
+        }
+        let stream: ChatStream =
+            Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        Ok(stream)
     }
 }

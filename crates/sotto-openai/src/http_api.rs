@@ -18,12 +18,13 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 
 use crate::backend::{ChatEvent, ChatStream, FinishReason, Usage};
-use crate::request::parse_chat_request;
+use crate::request::{parse_chat_request, parse_completion_request};
 use crate::{ApiError, ApiState};
 
 /// Build the OpenAI-compatible router.
 ///
-/// Routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions`. Unknown
+/// Routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions`,
+/// `POST /v1/completions`. Unknown
 /// paths answer 404 `unknown_url`, a wrong method 405 `method_not_allowed`, both as OpenAI
 /// error JSON. The router has no state left to fill in and can be served with
 /// [`serve_plain`] or driven with `tower::ServiceExt::oneshot`.
@@ -32,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
         .fallback(|| async { ApiError::UnknownRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -71,10 +73,8 @@ fn model_object(m: &crate::ModelInfo) -> Value {
     json!({ "id": m.id, "object": "model", "created": m.created, "owned_by": "sotto" })
 }
 
-async fn chat_completions(
-    State(state): State<ApiState>,
-    request: Request,
-) -> Result<Response, ApiError> {
+/// Reads a request body up to the configured limit (413 `payload_too_large` beyond it).
+async fn read_body(state: &ApiState, request: Request) -> Result<Bytes, ApiError> {
     let limit = state.limits.max_body_bytes;
     let declared = request
         .headers()
@@ -91,14 +91,23 @@ async fn chat_completions(
         }
         Err(_) => return Err(ApiError::BodyRead),
     };
+    Ok(body)
+}
+
+async fn chat_completions(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
     let chat = parse_chat_request(&body, state.limits.max_tokens_cap)?;
     drop(body);
 
     let meta = Arc::new(ChunkMeta {
-        id: completion_id(),
+        id: completion_id("chatcmpl-"),
         created: crate::unix_now(),
         model: chat.model.clone(),
         include_usage: chat.include_usage,
+        kind: Kind::Chat,
     });
     let stream = chat.stream;
     let events = state.backend.chat(chat).await?;
@@ -109,16 +118,57 @@ async fn chat_completions(
     }
 }
 
+/// `POST /v1/completions`: legacy text completion, OpenAI's `text_completion` objects.
+async fn completions(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let body = read_body(&state, request).await?;
+    let completion = parse_completion_request(&body, state.limits.max_tokens_cap)?;
+    drop(body);
+
+    let echo = completion.echo.then(|| completion.prompt.clone());
+    let meta = Arc::new(ChunkMeta {
+        id: completion_id("cmpl-"),
+        created: crate::unix_now(),
+        model: completion.model.clone(),
+        include_usage: completion.include_usage,
+        kind: Kind::Text,
+    });
+    let stream = completion.stream;
+    let mut events = state.backend.complete(completion).await?;
+    if let Some(prompt) = echo.filter(|p| !p.is_empty()) {
+        // `echo`: the text starts with the prompt, as if it had been generated.
+        let first = futures_util::stream::once(async move { Ok(ChatEvent::Delta(prompt)) });
+        events = Box::pin(first.chain(events));
+    }
+    if stream {
+        Ok(sse_response(events, meta))
+    } else {
+        collect_completion(events, &meta).await
+    }
+}
+
+/// Which OpenAI object family a response is made of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `chat.completion` / `chat.completion.chunk`.
+    Chat,
+    /// `text_completion` (whole and chunks).
+    Text,
+}
+
 /// Per-completion constants repeated in every chunk.
 struct ChunkMeta {
     id: String,
     created: u64,
     model: String,
     include_usage: bool,
+    kind: Kind,
 }
 
-/// `chatcmpl-` followed by 24 random hex digits.
-fn completion_id() -> String {
+/// `prefix` (`chatcmpl-` or `cmpl-`) followed by 24 random hex digits.
+fn completion_id(prefix: &str) -> String {
     static FALLBACK: AtomicU64 = AtomicU64::new(0);
     let mut raw = [0u8; 12];
     if getrandom::fill(&mut raw).is_err() {
@@ -126,8 +176,8 @@ fn completion_id() -> String {
         let n = FALLBACK.fetch_add(1, Ordering::Relaxed) ^ crate::unix_now().rotate_left(32);
         raw[..8].copy_from_slice(&n.to_le_bytes());
     }
-    let mut id = String::with_capacity(9 + 24);
-    id.push_str("chatcmpl-");
+    let mut id = String::with_capacity(prefix.len() + 24);
+    id.push_str(prefix);
     for b in raw {
         id.push_str(&format!("{b:02x}"));
     }
@@ -156,6 +206,22 @@ async fn collect_completion(
                 usage,
             } => {
                 let usage = usage.unwrap_or(Usage::new(0, 0));
+                if meta.kind == Kind::Text {
+                    let body = json!({
+                        "id": meta.id,
+                        "object": "text_completion",
+                        "created": meta.created,
+                        "model": meta.model,
+                        "choices": [{
+                            "text": content,
+                            "index": 0,
+                            "logprobs": null,
+                            "finish_reason": finish_reason.as_str(),
+                        }],
+                        "usage": usage_json(&usage),
+                    });
+                    return Ok(axum::Json(body).into_response());
+                }
                 let body = json!({
                     "id": meta.id,
                     "object": "chat.completion",
@@ -178,6 +244,50 @@ async fn collect_completion(
 }
 
 impl ChunkMeta {
+    /// The first event of a stream: the role announcement of a chat; nothing for text.
+    fn first_chunk(&self) -> Option<Value> {
+        match self.kind {
+            Kind::Chat => Some(self.chunk(json!({ "role": "assistant", "content": "" }), None)),
+            Kind::Text => None,
+        }
+    }
+
+    /// The chunk carrying one piece of generated text.
+    fn text_chunk(&self, text: String) -> Value {
+        match self.kind {
+            Kind::Chat => self.chunk(json!({ "content": text }), None),
+            Kind::Text => self.text_completion_chunk(text, None),
+        }
+    }
+
+    /// The chunk carrying `finish_reason`.
+    fn final_chunk(&self, finish_reason: FinishReason) -> Value {
+        match self.kind {
+            Kind::Chat => self.chunk(json!({}), Some(finish_reason)),
+            Kind::Text => self.text_completion_chunk(String::new(), Some(finish_reason)),
+        }
+    }
+
+    /// One streamed `text_completion` object with a single choice.
+    fn text_completion_chunk(&self, text: String, finish_reason: Option<FinishReason>) -> Value {
+        let mut chunk = json!({
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "text": text,
+                "index": 0,
+                "logprobs": null,
+                "finish_reason": finish_reason.map(FinishReason::as_str),
+            }],
+        });
+        if self.include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
+
     /// One `chat.completion.chunk` with a single choice.
     fn chunk(&self, delta: Value, finish_reason: Option<FinishReason>) -> Value {
         let mut chunk = json!({
@@ -201,9 +311,13 @@ impl ChunkMeta {
 
     /// The trailing usage chunk (`choices: []`).
     fn usage_chunk(&self, usage: &Usage) -> Value {
+        let object = match self.kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Text => "text_completion",
+        };
         json!({
             "id": self.id,
-            "object": "chat.completion.chunk",
+            "object": object,
             "created": self.created,
             "model": self.model,
             "choices": [],
@@ -223,16 +337,20 @@ struct SseState {
     finished: bool,
 }
 
-/// Stream the events as OpenAI server-sent events: a role chunk, content chunks, a final chunk
-/// with `finish_reason`, an optional usage chunk, then `data: [DONE]`. Each event is one body
-/// frame. A failure after the headers were sent becomes a `data: {"error":…}` event and the
+/// Stream the events as OpenAI server-sent events: a role chunk (chat only), content chunks,
+/// a final chunk with `finish_reason`, an optional usage chunk, then `data: [DONE]`. Each
+/// event is one body frame. A failure after the headers were sent becomes a `data: {"error":…}` event and the
 /// stream ends without `[DONE]`. Dropping the body drops `events`, cancelling the generation.
 fn sse_response(events: ChatStream, meta: Arc<ChunkMeta>) -> Response {
-    let first = sse_data(&meta.chunk(json!({ "role": "assistant", "content": "" }), None));
+    let pending = meta
+        .first_chunk()
+        .map(|c| sse_data(&c))
+        .into_iter()
+        .collect();
     let state = SseState {
         events,
         meta,
-        pending: VecDeque::from([first]),
+        pending,
         finished: false,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
@@ -245,7 +363,7 @@ fn sse_response(events: ChatStream, meta: Arc<ChunkMeta>) -> Response {
             }
             match st.events.next().await {
                 Some(Ok(ChatEvent::Delta(text))) => {
-                    let chunk = st.meta.chunk(json!({ "content": text }), None);
+                    let chunk = st.meta.text_chunk(text);
                     st.pending.push_back(sse_data(&chunk));
                 }
                 Some(Ok(ChatEvent::Finish {
@@ -253,7 +371,7 @@ fn sse_response(events: ChatStream, meta: Arc<ChunkMeta>) -> Response {
                     usage,
                 })) => {
                     st.finished = true;
-                    let last = st.meta.chunk(json!({}), Some(finish_reason));
+                    let last = st.meta.final_chunk(finish_reason);
                     st.pending.push_back(sse_data(&last));
                     if st.meta.include_usage {
                         let usage = usage.unwrap_or(Usage::new(0, 0));

@@ -8,9 +8,10 @@
 //! 2. as a plain loopback HTTP server via [`serve_plain`] (the plaintext baseline, and an
 //!    upstream for tests).
 //!
-//! Endpoints: `GET /v1/models`, `GET /v1/models/{id}` and `POST /v1/chat/completions`
-//! (non-streaming and `stream: true` server-sent events, including
-//! `stream_options.include_usage`). Every error is an OpenAI error object
+//! Endpoints: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions` and
+//! `POST /v1/completions` (legacy text completions: the prompt is continued as is), each
+//! non-streaming or `stream: true` server-sent events, including
+//! `stream_options.include_usage`. Every error is an OpenAI error object
 //! `{"error":{"message","type","param","code"}}` with a stable [`ApiError::code`]; error
 //! messages never contain request contents, and this crate never logs bodies.
 //!
@@ -49,7 +50,7 @@ pub use backend::{Backend, BoxFuture, ChatEvent, ChatStream, FinishReason, Model
 pub use builtin::BuiltinBackend;
 pub use error::ApiError;
 pub use http_api::{router, serve_plain};
-pub use request::{ChatMessage, ChatRequest, Role};
+pub use request::{ChatMessage, ChatRequest, CompletionRequest, Role};
 pub use upstream::UpstreamBackend;
 
 /// Request limits enforced by the HTTP layer.

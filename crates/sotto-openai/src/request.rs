@@ -96,24 +96,6 @@ pub(crate) fn parse_chat_request(
         Some(_) => return Err(invalid("messages", "expected an array of messages.")),
     };
 
-    let temperature = match field(&obj, "temperature") {
-        None => None,
-        Some(v) => match v.as_f64() {
-            Some(t) if (0.0..=2.0).contains(&t) => Some(t as f32),
-            Some(_) => return Err(invalid("temperature", "must be between 0 and 2.")),
-            None => return Err(invalid("temperature", "expected a number.")),
-        },
-    };
-
-    let top_p = match field(&obj, "top_p") {
-        None => None,
-        Some(v) => match v.as_f64() {
-            Some(p) if p > 0.0 && p <= 1.0 => Some(p as f32),
-            Some(_) => return Err(invalid("top_p", "must be greater than 0 and at most 1.")),
-            None => return Err(invalid("top_p", "expected a number.")),
-        },
-    };
-
     let max_tokens = match field(&obj, "max_completion_tokens") {
         Some(v) => Some(parse_max_tokens(
             "max_completion_tokens",
@@ -125,8 +107,56 @@ pub(crate) fn parse_chat_request(
             None => None,
         },
     };
+    let Common {
+        temperature,
+        top_p,
+        seed,
+        stream,
+        include_usage,
+    } = parse_common(&obj)?;
 
-    let seed = match field(&obj, "seed") {
+    Ok(ChatRequest {
+        model,
+        messages,
+        temperature,
+        top_p,
+        max_tokens,
+        seed,
+        stream,
+        include_usage,
+    })
+}
+
+/// Sampling and streaming parameters shared by chat and text completions.
+struct Common {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u64>,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// `temperature`, `top_p`, `seed`, `stream`, `stream_options` and `n` (only 1).
+fn parse_common(obj: &Map<String, Value>) -> Result<Common, ApiError> {
+    let temperature = match field(obj, "temperature") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(t) if (0.0..=2.0).contains(&t) => Some(t as f32),
+            Some(_) => return Err(invalid("temperature", "must be between 0 and 2.")),
+            None => return Err(invalid("temperature", "expected a number.")),
+        },
+    };
+
+    let top_p = match field(obj, "top_p") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(p) if p > 0.0 && p <= 1.0 => Some(p as f32),
+            Some(_) => return Err(invalid("top_p", "must be greater than 0 and at most 1.")),
+            None => return Err(invalid("top_p", "expected a number.")),
+        },
+    };
+
+    let seed = match field(obj, "seed") {
         None => None,
         // OpenAI's seed is a signed 64-bit integer; any integer maps bijectively onto u64.
         Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
@@ -137,13 +167,13 @@ pub(crate) fn parse_chat_request(
         Some(_) => return Err(invalid("seed", "expected an integer.")),
     };
 
-    let stream = match field(&obj, "stream") {
+    let stream = match field(obj, "stream") {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("stream", "expected a boolean.")),
     };
 
-    let include_usage = match field(&obj, "stream_options") {
+    let include_usage = match field(obj, "stream_options") {
         None => false,
         Some(Value::Object(opts)) => match field(opts, "include_usage") {
             None => false,
@@ -158,21 +188,126 @@ pub(crate) fn parse_chat_request(
         Some(_) => return Err(invalid("stream_options", "expected an object.")),
     };
 
-    match field(&obj, "n") {
+    match field(obj, "n") {
         None => {}
         Some(v) if v.as_u64() == Some(1) => {}
         Some(_) => return Err(invalid("n", "only n = 1 is supported.")),
     }
 
-    Ok(ChatRequest {
+    Ok(Common {
+        temperature,
+        top_p,
+        seed,
+        stream,
+        include_usage,
+    })
+}
+
+/// A validated text-completion request (`POST /v1/completions`), as handed to
+/// [`Backend::complete`](crate::Backend::complete).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// Requested model id (not yet checked against the served models; backends do that).
+    pub model: String,
+    /// The prompt, continued as is (no chat rendering). May be empty.
+    pub prompt: String,
+    /// Sampling temperature in `[0, 2]`; `None` means the OpenAI default (1).
+    pub temperature: Option<f32>,
+    /// Nucleus mass in `(0, 1]`; `None` means the OpenAI default (1).
+    pub top_p: Option<f32>,
+    /// Maximum completion tokens: `max_tokens`, else OpenAI's default of 16, clamped to
+    /// [`ApiLimits::max_tokens_cap`](crate::ApiLimits).
+    pub max_tokens: u32,
+    /// Sampling seed; `None` means a fresh random seed per request.
+    pub seed: Option<u64>,
+    /// Whether the client asked for a server-sent-events stream.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `echo`: the returned text starts with the prompt.
+    pub echo: bool,
+}
+
+/// OpenAI's default `max_tokens` for `/v1/completions`.
+pub(crate) const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
+
+/// Parse and validate a `/v1/completions` body. `max_tokens_cap` clamps `max_tokens`.
+pub(crate) fn parse_completion_request(
+    body: &[u8],
+    max_tokens_cap: u32,
+) -> Result<CompletionRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::InvalidJson { line: 0, column: 0 });
+    };
+    let model = match field(&obj, "model") {
+        None => return Err(ApiError::MissingParameter { param: "model" }),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(invalid("model", "expected a non-empty string.")),
+    };
+    let prompt = match field(&obj, "prompt") {
+        None => return Err(ApiError::MissingParameter { param: "prompt" }),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => match items.as_slice() {
+            [Value::String(s)] => s.clone(),
+            [] => return Err(invalid("prompt", "expected a string.")),
+            items if items.iter().all(Value::is_string) => {
+                return Err(invalid(
+                    "prompt",
+                    "only one prompt per request is supported.",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "prompt",
+                    "token prompts are not supported; send text.",
+                ));
+            }
+        },
+        Some(_) => return Err(invalid("prompt", "expected a string.")),
+    };
+    let max_tokens = match field(&obj, "max_tokens") {
+        Some(v) => parse_max_tokens("max_tokens", v, max_tokens_cap)?,
+        None => COMPLETIONS_DEFAULT_MAX_TOKENS.min(max_tokens_cap.max(1)),
+    };
+    let Common {
+        temperature,
+        top_p,
+        seed,
+        stream,
+        include_usage,
+    } = parse_common(&obj)?;
+    let echo = match field(&obj, "echo") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("echo", "expected a boolean.")),
+    };
+    match field(&obj, "best_of") {
+        None => {}
+        Some(v) if v.as_u64() == Some(1) => {}
+        Some(_) => return Err(invalid("best_of", "only best_of = 1 is supported.")),
+    }
+    if field(&obj, "logprobs").is_some() {
+        return Err(invalid("logprobs", "log probabilities are not supported."));
+    }
+    match field(&obj, "suffix") {
+        None => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(_) => return Err(invalid("suffix", "suffixes are not supported.")),
+    }
+    Ok(CompletionRequest {
         model,
-        messages,
+        prompt,
         temperature,
         top_p,
         max_tokens,
         seed,
         stream,
         include_usage,
+        echo,
     })
 }
 
@@ -366,5 +501,64 @@ mod tests {
                 .code(),
             "missing_required_parameter"
         );
+    }
+
+    #[test]
+    fn completion_requests() {
+        let r = parse_completion_request(
+            br#"{"model":"m","prompt":"Once","temperature":0,"stream":true,
+            "stream_options":{"include_usage":true},"echo":true,"best_of":1,"suffix":null,
+            "logprobs":null,"stop":["x"]}"#,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(r.prompt, "Once");
+        assert_eq!(
+            r.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS,
+            "OpenAI's default"
+        );
+        assert!(r.stream && r.include_usage && r.echo);
+        assert_eq!(r.temperature, Some(0.0));
+        let r = parse_completion_request(br#"{"model":"m","prompt":[""],"max_tokens":5000}"#, 1000)
+            .unwrap();
+        assert_eq!(r.prompt, "");
+        assert_eq!(r.max_tokens, 1000, "clamped to the cap");
+        let secret = "TOP-SECRET-PROMPT";
+        for (body, param) in [
+            (r#"{"model":"m"}"#.to_string(), "prompt"),
+            (
+                format!(r#"{{"model":"m","prompt":["{secret}","b"]}}"#),
+                "prompt",
+            ),
+            (r#"{"model":"m","prompt":[1,2,3]}"#.to_string(), "prompt"),
+            (r#"{"model":"m","prompt":5}"#.to_string(), "prompt"),
+            (
+                format!(r#"{{"model":"m","prompt":"{secret}","logprobs":2}}"#),
+                "logprobs",
+            ),
+            (
+                format!(r#"{{"model":"m","prompt":"{secret}","suffix":"{secret}"}}"#),
+                "suffix",
+            ),
+            (
+                format!(r#"{{"model":"m","prompt":"{secret}","best_of":3}}"#),
+                "best_of",
+            ),
+            (
+                format!(r#"{{"model":"m","prompt":"{secret}","echo":"{secret}"}}"#),
+                "echo",
+            ),
+            (
+                format!(r#"{{"model":"m","prompt":"{secret}","max_tokens":0}}"#),
+                "max_tokens",
+            ),
+            (format!(r#"{{"model":"m","prompt":"{secret}","n":2}}"#), "n"),
+            (format!(r#"{{"prompt":"{secret}"}}"#), "model"),
+        ] {
+            let e = parse_completion_request(body.as_bytes(), 1000).unwrap_err();
+            assert_eq!(e.param(), Some(param), "{body}");
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+            assert!(!e.to_json().to_string().contains(secret));
+        }
     }
 }

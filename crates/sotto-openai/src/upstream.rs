@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
 use crate::backend::{BoxFuture, ChatEvent, ChatStream, FinishReason, ModelInfo, Usage};
-use crate::{ApiError, Backend, ChatRequest};
+use crate::{ApiError, Backend, ChatRequest, CompletionRequest};
 
 /// Longest server-sent-event line accepted from the upstream.
 const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
@@ -20,7 +20,7 @@ const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Forwards requests to an OpenAI-compatible upstream server.
 ///
 /// * `GET /v1/models` is relayed (ids and `created`; `owned_by` becomes `sotto`).
-/// * Chat completions are always requested from the upstream as a stream (with
+/// * Chat and text completions are always requested from the upstream as a stream (with
 ///   `stream_options.include_usage`), re-parsed and re-emitted as [`ChatEvent`]s; the HTTP
 ///   layer turns them back into a streamed or a single response, so both client modes work
 ///   whatever the client asked. Only validated, known fields are forwarded (model, messages
@@ -185,47 +185,77 @@ impl Backend for UpstreamBackend {
                 body["seed"] = json!(s);
             }
             drop(request);
-            let resp = self
-                .client
-                .post(format!("{}/chat/completions", self.base))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| send_error(&e))?;
-            drop(body);
-            let status = resp.status();
-            if !status.is_success() {
-                tracing::warn!(
-                    status = status.as_u16(),
-                    "upstream chat completion rejected"
-                );
-                return Err(status_error(status));
-            }
-            let is_json = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("application/json"));
-            if is_json {
-                // A server that ignored `stream: true`: convert the single completion.
-                let v = read_json(resp).await?;
-                return completion_to_events(&v);
-            }
-            let state = SseParser {
-                body: Box::pin(resp.bytes_stream()),
-                buf: Vec::new(),
-                data: String::new(),
-                pending: VecDeque::new(),
-                finish_reason: None,
-                usage: None,
-                done: false,
-            };
-            let stream = futures_util::stream::unfold(state, |mut st| async move {
-                st.next_event().await.map(|ev| (ev, st))
-            });
-            let stream: ChatStream = Box::pin(stream);
-            Ok(stream)
+            self.stream_from("chat/completions", body).await
         })
+    }
+
+    fn complete(&self, request: CompletionRequest) -> BoxFuture<'_, Result<ChatStream, ApiError>> {
+        Box::pin(async move {
+            // `echo` is applied by the HTTP layer, not asked of the upstream.
+            let mut body = json!({
+                "model": request.model,
+                "prompt": request.prompt,
+                "max_tokens": request.max_tokens,
+                "stream": true,
+                "stream_options": { "include_usage": true },
+            });
+            if let Some(t) = request.temperature {
+                body["temperature"] = json!(t);
+            }
+            if let Some(p) = request.top_p {
+                body["top_p"] = json!(p);
+            }
+            if let Some(s) = request.seed {
+                body["seed"] = json!(s);
+            }
+            drop(request);
+            self.stream_from("completions", body).await
+        })
+    }
+}
+
+impl UpstreamBackend {
+    /// POSTs `body` to `{base}/{path}` and turns the streamed (or, from a server that
+    /// ignores `stream`, whole) answer into events. Chat chunks carry `delta.content`, text
+    /// completion chunks `text`; the parser takes either.
+    async fn stream_from(&self, path: &str, body: Value) -> Result<ChatStream, ApiError> {
+        let resp = self
+            .client
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| send_error(&e))?;
+        drop(body);
+        let status = resp.status();
+        if !status.is_success() {
+            tracing::warn!(status = status.as_u16(), "upstream completion rejected");
+            return Err(status_error(status));
+        }
+        let is_json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if is_json {
+            // A server that ignored `stream: true`: convert the single completion.
+            let v = read_json(resp).await?;
+            return completion_to_events(&v);
+        }
+        let state = SseParser {
+            body: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+            data: String::new(),
+            pending: VecDeque::new(),
+            finish_reason: None,
+            usage: None,
+            done: false,
+        };
+        let stream = futures_util::stream::unfold(state, |mut st| async move {
+            st.next_event().await.map(|ev| (ev, st))
+        });
+        let stream: ChatStream = Box::pin(stream);
+        Ok(stream)
     }
 }
 
@@ -237,6 +267,7 @@ fn completion_to_events(v: &Value) -> Result<ChatStream, ApiError> {
     let content = choice
         .get("message")
         .and_then(|m| m.get("content"))
+        .or_else(|| choice.get("text"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
@@ -377,6 +408,7 @@ impl SseParser {
             if let Some(text) = choice
                 .get("delta")
                 .and_then(|d| d.get("content"))
+                .or_else(|| choice.get("text"))
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
             {

@@ -509,3 +509,108 @@ async fn client_disconnect_drops_the_backend_stream() {
         "server kept the backend stream alive after the client left"
     );
 }
+
+/// POST a JSON body to /v1/completions; returns status and parsed JSON body.
+async fn post_completion(base: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+    let resp = client()
+        .post(format!("{base}/v1/completions"))
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status();
+    (status, resp.json::<Value>().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn text_completions_continue_the_prompt_as_is() {
+    let (base, _) = start_builtin().await;
+    // Non-streaming, the empty prompt: the reference, in OpenAI's text_completion shape.
+    let (status, body) = post_completion(
+        &base,
+        &json!({"model": MODEL_ID, "prompt": "", "temperature": 0, "max_tokens": 255}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "text_completion");
+    assert!(body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(body["model"], MODEL_ID);
+    let choice = &body["choices"][0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["text"], FULL_255);
+    assert_eq!(choice["finish_reason"], "length");
+    assert!(choice["logprobs"].is_null());
+    assert_eq!(body["usage"]["prompt_tokens"], 1);
+    assert_eq!(body["usage"]["completion_tokens"], 255);
+
+    // Without max_tokens: OpenAI's default of 16 tokens.
+    let (status, body) = post_completion(
+        &base,
+        &json!({"model": MODEL_ID, "prompt": "", "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["usage"]["completion_tokens"], 16);
+    assert!(FULL_255.starts_with(body["choices"][0]["text"].as_str().unwrap()));
+
+    // A prompt is continued without any rendering: the prompt plus its continuation is the
+    // reference when the prompt is the reference's beginning.
+    let prompt = "Once upon a time, there was a little girl";
+    let (_, body) = post_completion(
+        &base,
+        &json!({"model": MODEL_ID, "prompt": prompt, "temperature": 0, "max_tokens": 20, "echo": true}),
+    )
+    .await;
+    let text = body["choices"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(prompt),
+        "echo prepends the prompt: {text:?}"
+    );
+    assert!(FULL_255.starts_with(text), "{text:?}");
+
+    // Errors: unknown model 404, invalid request 400, both OpenAI-shaped.
+    let (status, body) = post_completion(&base, &json!({"model": "nope", "prompt": "x"})).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "model_not_found");
+    let (status, body) = post_completion(&base, &json!({"model": MODEL_ID})).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "missing_required_parameter");
+}
+
+#[tokio::test]
+async fn text_completions_stream_with_usage() {
+    let (base, _) = start_builtin().await;
+    let resp = client()
+        .post(format!("{base}/v1/completions"))
+        .json(
+            &json!({"model": MODEL_ID, "prompt": "", "temperature": 0, "max_tokens": 255,
+                      "stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = read_sse(resp).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let id = chunks[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("cmpl-"));
+    let mut text = String::new();
+    let (last, rest) = chunks.split_last().unwrap();
+    let (finish, deltas) = rest.split_last().unwrap();
+    for c in deltas {
+        assert_eq!(c["id"], id);
+        assert_eq!(c["object"], "text_completion");
+        assert!(c["usage"].is_null());
+        assert!(c["choices"][0]["finish_reason"].is_null());
+        text.push_str(c["choices"][0]["text"].as_str().unwrap());
+    }
+    assert_eq!(text, FULL_255);
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    assert_eq!(finish["choices"][0]["text"], "");
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 255);
+}

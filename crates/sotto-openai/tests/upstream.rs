@@ -180,3 +180,43 @@ async fn client_disconnect_aborts_the_upstream_request() {
         "upstream generation kept running after the client left"
     );
 }
+
+#[tokio::test]
+async fn relays_text_completions() {
+    let (inner, inner_backend) = start_builtin().await;
+    let outer = start_relay(&inner).await;
+    let body = json!({"model": MODEL_ID, "prompt": "", "temperature": 0, "max_tokens": 255});
+    let resp = client()
+        .post(format!("{outer}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["text"], FULL_255);
+    assert_eq!(v["usage"]["completion_tokens"], 255);
+    assert_eq!(inner_backend.finished_generations(), 1);
+
+    // Streamed, with echo applied by the outer server (not asked of the upstream).
+    let prompt = "Once upon a time";
+    let resp = client()
+        .post(format!("{outer}/v1/completions"))
+        .json(
+            &json!({"model": MODEL_ID, "prompt": prompt, "temperature": 0, "max_tokens": 30,
+                      "stream": true, "echo": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let events = read_sse(resp).await;
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .map(|c| c["choices"][0]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(text.starts_with(prompt), "{text:?}");
+    assert!(FULL_255.starts_with(&text), "{text:?}");
+}

@@ -147,7 +147,7 @@ fn parse_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], CliError> {
 }
 
 impl ConnectArgs {
-    fn config(&self) -> Result<ClientConfig, CliError> {
+    pub(crate) fn config(&self) -> Result<ClientConfig, CliError> {
         let mut trust = Trust::default();
         if let Some(m) = &self.expect_measurement {
             trust.expected_measurement = Some(parse_hex::<48>("--expect-measurement", m)?);
@@ -223,7 +223,7 @@ impl ConnectArgs {
     }
 }
 
-fn status_line(v: &Verification) -> String {
+pub(crate) fn status_line(v: &Verification) -> String {
     let mut s = String::new();
     if v.is_simulated() {
         s.push_str(&format!(
@@ -293,6 +293,12 @@ impl GenArgs {
 pub struct AskArgs {
     /// The question (prompt).
     pub prompt: String,
+    /// Save the question and answer to the encrypted history (needs `sotto account create`).
+    #[arg(long)]
+    pub save: bool,
+    /// History folder (id or name): its instructions become the system prompt.
+    #[arg(long)]
+    pub folder: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     #[command(flatten)]
@@ -345,16 +351,45 @@ fn api_err(e: ApiFailure) -> CliError {
 }
 
 pub async fn ask(args: AskArgs) -> Result<ExitCode, CliError> {
+    let mut prepared = if args.save || args.folder.is_some() {
+        Some(
+            crate::history_cmd::Autosave::prepare(
+                args.connect.state_dir.as_deref(),
+                args.save,
+                None,
+                args.folder.as_deref(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let (session, v) = match args.connect.connect().await {
         Ok(x) => x,
         Err(e) => return Ok(verification_exit(&e)),
     };
-    let messages = json!([{ "role": "user", "content": args.prompt }]);
-    let outcome = stream_answer(&session, args.gen_args.request(&v, &messages)).await?;
+    let mut messages = prepared
+        .as_ref()
+        .map(|p| p.messages.clone())
+        .unwrap_or_default();
+    messages.push(json!({ "role": "user", "content": args.prompt }));
+    let request = args
+        .gen_args
+        .request(&v, &serde_json::Value::Array(messages));
+    let model = request["model"].as_str().unwrap_or_default().to_string();
+    let outcome = stream_answer(&session, request).await?;
     println!();
     session.close();
     Ok(match outcome {
-        Outcome::Done(_) => ExitCode::SUCCESS,
+        Outcome::Done(text) => {
+            if args.save
+                && let Some(autosave) = prepared.as_mut().and_then(|p| p.autosave.as_mut())
+            {
+                let id = autosave.save_turn(&model, &args.prompt, &text).await?;
+                eprintln!("[saved as {id}]");
+            }
+            ExitCode::SUCCESS
+        }
         Outcome::Cancelled(_) => {
             eprintln!("[cancelled]");
             ExitCode::from(130)
@@ -367,6 +402,13 @@ pub struct ChatArgs {
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
+    /// Continue a saved conversation (id from `sotto history list`).
+    #[arg(long = "continue", value_name = "ID")]
+    pub continue_id: Option<String>,
+    /// History folder (id or name) for a new conversation: its instructions become the
+    /// system prompt.
+    #[arg(long)]
+    pub folder: Option<String>,
     #[command(flatten)]
     pub connect: ConnectArgs,
     #[command(flatten)]
@@ -379,9 +421,19 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode, CliError> {
         Ok(x) => x,
         Err(e) => return Ok(verification_exit(&e)),
     };
-    let mut history: Vec<serde_json::Value> = Vec::new();
+    // Every finished turn is saved when a history account exists in the state directory.
+    let prepared = crate::history_cmd::Autosave::prepare(
+        args.connect.state_dir.as_deref(),
+        false,
+        args.continue_id.as_deref(),
+        args.folder.as_deref(),
+    )
+    .await?;
+    let mut autosave = prepared.autosave;
+    let mut history: Vec<serde_json::Value> = prepared.messages;
     if let Some(s) = &args.system {
-        history.push(json!({ "role": "system", "content": s }));
+        history.retain(|m| m["role"] != "system");
+        history.insert(0, json!({ "role": "system", "content": s }));
     }
     eprintln!(
         "chat ready: type a message and press Enter; Ctrl-C cancels an answer; Ctrl-D exits."
@@ -408,9 +460,14 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode, CliError> {
         let request = args
             .gen_args
             .request(&v, &serde_json::Value::Array(history.clone()));
+        let model = request["model"].as_str().unwrap_or_default().to_string();
         match stream_answer(&session, request).await? {
             Outcome::Done(text) => {
                 println!();
+                if let Some(a) = autosave.as_mut() {
+                    let id = a.save_turn(&model, &line, &text).await?;
+                    eprintln!("[saved as {id}]");
+                }
                 history.push(json!({ "role": "assistant", "content": text }));
             }
             Outcome::Cancelled(text) => {

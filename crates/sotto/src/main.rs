@@ -2,6 +2,8 @@
 
 mod attest_cmd;
 mod cli_client;
+mod gateway;
+mod history_cmd;
 mod log_cmd;
 mod release_cmd;
 mod stack;
@@ -47,6 +49,20 @@ enum Command {
     /// A witness that cosigns the log's checkpoints.
     #[command(subcommand)]
     Witness(log_cmd::WitnessCommand),
+    /// Local OpenAI-compatible server: every request goes through a verified channel.
+    Gateway(gateway::GatewayArgs),
+    /// Encrypted history account of this device.
+    #[command(subcommand)]
+    Account(history_cmd::AccountCommand),
+    /// Encrypted conversation history: list, show, export, delete.
+    #[command(subcommand)]
+    History(history_cmd::HistoryCommand),
+    /// Folders of the encrypted history (with instructions: their system prompt).
+    #[command(subcommand)]
+    Folder(history_cmd::FolderCommand),
+    /// Devices of the history account.
+    #[command(subcommand)]
+    Device(history_cmd::DeviceCommand),
     /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
     /// loopback (test upstream and plaintext baseline).
     Serve(stack::ServeArgs),
@@ -78,11 +94,16 @@ fn main() -> ExitCode {
             Command::Ask(a) => cli_client::ask(a).await,
             Command::Chat(a) => cli_client::chat(a).await,
             Command::Verify(a) => cli_client::verify(a).await,
+            Command::Gateway(a) => gateway::gateway(a).await,
             Command::Attest(c) => attest_cmd::run_command(c),
             Command::Key(c) => release_cmd::run_key(c),
             Command::Release(c) => release_cmd::run_release(c),
             Command::Log(c) => log_cmd::run_log(c).await,
             Command::Witness(c) => log_cmd::run_witness(c).await,
+            Command::Account(c) => history_cmd::run_account(c).await,
+            Command::History(c) => history_cmd::run_history(c).await,
+            Command::Folder(c) => history_cmd::run_folder(c).await,
+            Command::Device(c) => history_cmd::run_device(c).await,
         }
     });
     match result {

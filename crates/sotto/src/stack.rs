@@ -199,6 +199,7 @@ async fn refresh_release_proof(
 ) {
     let mut current: Option<(u64, usize)> = None; // (tree size, signature count)
     let mut index: Option<u64> = None;
+    let mut failures: u32 = 0;
     loop {
         let result: Result<Option<(u64, usize)>, CliError> = async {
             let cp_bytes = log.checkpoint().await?;
@@ -243,10 +244,15 @@ async fn refresh_release_proof(
             Ok(None) => {}
             Err(e) => tracing::warn!("release proof refresh failed: {e}"),
         }
+        // Quick retries until the first proof (the log may come up after the enclave),
+        // backing off so a log without our release is not scanned in a tight loop.
         let wait = if current.is_some() {
+            failures = 0;
             every
         } else {
-            std::time::Duration::from_millis(250)
+            failures = failures.saturating_add(1);
+            std::time::Duration::from_millis(250u64.saturating_mul(1 << failures.min(8)) / 2)
+                .min(every)
         };
         tokio::time::sleep(wait).await;
     }

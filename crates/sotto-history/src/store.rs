@@ -1,0 +1,384 @@
+//! The store's HTTP API (docs/store.md), as used by the client.
+
+use base64ct::{Base64, Encoding};
+use ed25519_dalek::{Signer, SigningKey};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::{HistoryError, Result};
+
+/// Auth message label (docs/store.md).
+pub const AUTH_LABEL: &[u8] = b"sotto-store-auth-v1";
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorInner,
+}
+
+#[derive(Deserialize)]
+struct ErrorInner {
+    code: String,
+    #[serde(default)]
+    current_version: Option<u64>,
+}
+
+/// One entry of the sync feed.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Change {
+    /// Item id.
+    pub item_id: String,
+    /// Store version.
+    pub version: u64,
+    /// Sequence number.
+    pub seq: u64,
+    /// Store-level deletion (never written by this client).
+    pub deleted: bool,
+    /// Blob (base64), with `blobs=true`.
+    #[serde(default)]
+    pub blob: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChangesResponse {
+    changes: Vec<Change>,
+    next_since: u64,
+    more: bool,
+}
+
+/// A stored wrapped-key record.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub key_id: String,
+    /// Version.
+    pub version: u64,
+    /// Record (base64).
+    pub blob: String,
+}
+
+/// A store credential.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CredentialInfo {
+    /// Credential id (hex).
+    pub credential_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Removal time (ms), if removed.
+    pub revoked_at: Option<i64>,
+}
+
+/// Outcome of a conditional write.
+pub enum Put {
+    /// Written; the new version.
+    Ok(u64),
+    /// The item is at another version (0: absent).
+    Conflict(u64),
+}
+
+/// An HTTP client for one account.
+pub struct StoreClient {
+    http: reqwest::Client,
+    base: String,
+    account: String,
+    token: Option<String>,
+}
+
+async fn fail(resp: reqwest::Response) -> HistoryError {
+    let status = resp.status().as_u16();
+    let code = match resp.json::<ErrorBody>().await {
+        Ok(b) => b.error.code,
+        Err(_) => "unknown".into(),
+    };
+    HistoryError::Store { status, code }
+}
+
+impl StoreClient {
+    /// A client for `base` (no session yet).
+    pub fn new(base: &str, account: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(StoreClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            account: account.to_string(),
+            token: None,
+        })
+    }
+
+    /// `POST /v1/accounts`: returns `(account_id, credential_id)`.
+    pub async fn create_account(base: &str, key: &SigningKey) -> Result<(String, String)> {
+        let c = StoreClient::new(base, "")?;
+        let resp = c
+            .http
+            .post(format!("{}/v1/accounts", c.base))
+            .json(&json!({"credential": {"kind": "device-ed25519",
+                "public_key": Base64::encode_string(key.verifying_key().as_bytes())}}))
+            .send()
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct R {
+            account_id: String,
+            credential_id: String,
+        }
+        let r: R = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad account response"))?;
+        Ok((r.account_id, r.credential_id))
+    }
+
+    /// Challenge–response login.
+    pub async fn login(&mut self, credential: &str, key: &SigningKey) -> Result<()> {
+        let ids = json!({"account_id": self.account, "credential_id": credential});
+        let resp = self
+            .http
+            .post(format!("{}/v1/auth/challenge", self.base))
+            .json(&ids)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct Ch {
+            challenge: String,
+        }
+        let ch: Ch = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad challenge"))?;
+        let challenge: [u8; 32] = Base64::decode_vec(&ch.challenge)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(HistoryError::Protocol("bad challenge"))?;
+        let acct = decode16(&self.account)?;
+        let cred = decode16(credential)?;
+        let mut msg = AUTH_LABEL.to_vec();
+        msg.extend_from_slice(&acct);
+        msg.extend_from_slice(&cred);
+        msg.extend_from_slice(&challenge);
+        let sig = key.sign(&msg);
+        let resp = self
+            .http
+            .post(format!("{}/v1/auth/session", self.base))
+            .json(
+                &json!({"account_id": self.account, "credential_id": credential,
+                "challenge": ch.challenge, "signature": Base64::encode_string(&sig.to_bytes())}),
+            )
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct S {
+            token: String,
+        }
+        let s: S = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad session"))?;
+        self.token = Some(s.token);
+        Ok(())
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(
+            method,
+            format!("{}/v1/accounts/{}{}", self.base, self.account, path),
+        );
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// `GET …/items/{id}`: `None` if absent; `(version, blob)`.
+    pub async fn get_item(&self, id: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let resp = self
+            .req(Method::GET, &format!("/items/{id}"))
+            .send()
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        let version = resp
+            .headers()
+            .get("sotto-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or(HistoryError::Protocol("missing Sotto-Version"))?;
+        Ok(Some((version, resp.bytes().await?.to_vec())))
+    }
+
+    /// `PUT …/items/{id}` with `If-Match: replaces`.
+    pub async fn put_item(&self, id: &str, replaces: u64, blob: Vec<u8>) -> Result<Put> {
+        self.put(&format!("/items/{id}"), replaces, blob).await
+    }
+
+    /// `PUT …/keys/{id}` with `If-Match: replaces`.
+    pub async fn put_key(&self, id: &str, replaces: u64, blob: Vec<u8>) -> Result<Put> {
+        self.put(&format!("/keys/{id}"), replaces, blob).await
+    }
+
+    async fn put(&self, path: &str, replaces: u64, blob: Vec<u8>) -> Result<Put> {
+        let resp = self
+            .req(Method::PUT, path)
+            .header("If-Match", format!("\"{replaces}\""))
+            .header("Content-Type", "application/octet-stream")
+            .body(blob)
+            .send()
+            .await?;
+        if resp.status() == StatusCode::CONFLICT {
+            let status = resp.status().as_u16();
+            let body: ErrorBody = resp
+                .json()
+                .await
+                .map_err(|_| HistoryError::Protocol("bad conflict"))?;
+            return match body.error.current_version {
+                Some(v) if body.error.code == "version_conflict" => Ok(Put::Conflict(v)),
+                _ => Err(HistoryError::Store {
+                    status,
+                    code: body.error.code,
+                }),
+            };
+        }
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct V {
+            version: u64,
+        }
+        let v: V = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad write response"))?;
+        Ok(Put::Ok(v.version))
+    }
+
+    /// `DELETE …/keys/{id}` (any version; a missing key is fine).
+    pub async fn delete_key(&self, id: &str, version: u64) -> Result<()> {
+        let resp = self
+            .req(Method::DELETE, &format!("/keys/{id}"))
+            .header("If-Match", format!("\"{version}\""))
+            .send()
+            .await?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(fail(resp).await)
+    }
+
+    /// Every change since 0, with blobs (a complete listing of the account's items).
+    pub async fn full_listing(&self) -> Result<Vec<Change>> {
+        let mut since = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let resp = self
+                .req(
+                    Method::GET,
+                    &format!("/items?since={since}&limit=1000&blobs=true"),
+                )
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                return Err(fail(resp).await);
+            }
+            let page: ChangesResponse = resp
+                .json()
+                .await
+                .map_err(|_| HistoryError::Protocol("bad change feed"))?;
+            out.extend(page.changes);
+            if !page.more || page.next_since <= since {
+                break;
+            }
+            since = page.next_since;
+        }
+        Ok(out)
+    }
+
+    /// `GET …/keys`.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
+        #[derive(Deserialize)]
+        struct L {
+            keys: Vec<KeyInfo>,
+        }
+        let resp = self.req(Method::GET, "/keys").send().await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        let l: L = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad key list"))?;
+        Ok(l.keys)
+    }
+
+    /// `GET …/credentials`.
+    pub async fn credentials(&self) -> Result<Vec<CredentialInfo>> {
+        #[derive(Deserialize)]
+        struct L {
+            credentials: Vec<CredentialInfo>,
+        }
+        let resp = self.req(Method::GET, "/credentials").send().await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        let l: L = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad credential list"))?;
+        Ok(l.credentials)
+    }
+
+    /// `POST …/credentials`: registers another device's Ed25519 key.
+    pub async fn add_credential(&self, key: &[u8; 32]) -> Result<String> {
+        let resp = self
+            .req(Method::POST, "/credentials")
+            .json(&json!({"kind": "device-ed25519", "public_key": Base64::encode_string(key)}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct R {
+            credential_id: String,
+        }
+        let r: R = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad credential response"))?;
+        Ok(r.credential_id)
+    }
+
+    /// `DELETE …/credentials/{id}`.
+    pub async fn remove_credential(&self, id: &str) -> Result<()> {
+        let resp = self
+            .req(Method::DELETE, &format!("/credentials/{id}"))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn decode16(hex_id: &str) -> Result<[u8; 16]> {
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(hex_id, &mut out)
+        .map_err(|_| HistoryError::Protocol("id is not 32 hex digits"))?;
+    Ok(out)
+}

@@ -1,0 +1,397 @@
+//! `sotto account|history|folder|device`: the encrypted history (crate `sotto-history`), and
+//! the autosave used by `sotto ask --save` and `sotto chat`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sotto_history::{HistoryClient, HistoryError};
+use sotto_vault::Role;
+
+use crate::{CliError, stack::default_state_dir};
+
+/// The history state directory inside a `sotto` state directory.
+pub fn history_dir(state_dir: Option<&Path>) -> PathBuf {
+    state_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_state_dir)
+        .join("history")
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// State directory (default: `SOTTO_STATE_DIR` or ~/.local/share/sotto); the history
+    /// account lives in its `history/` subdirectory.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn dir(&self) -> PathBuf {
+        history_dir(self.state_dir.as_deref())
+    }
+
+    async fn open(&self) -> Result<HistoryClient, HistoryError> {
+        HistoryClient::open(&self.dir()).await
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create a history account on a store for this device (a new device secret).
+    Create {
+        /// Store URL, e.g. http://127.0.0.1:8091.
+        #[arg(long)]
+        store: String,
+        /// Name of this device in the (encrypted) device list.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// List conversations (by folder and order).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Print one conversation.
+    Show {
+        /// Conversation id.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Write the whole decrypted history as JSON.
+    Export {
+        /// Output file (default: stdout); created with mode 0600.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Delete a conversation (or folder).
+    Delete {
+        /// Item id.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FolderCommand {
+    /// Create a folder (placed last); prints its id.
+    Create {
+        /// Name.
+        name: String,
+        /// Instructions: the system prompt of its conversations.
+        #[arg(long, default_value = "")]
+        instructions: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Rename a folder.
+    Rename {
+        /// Folder id.
+        id: String,
+        /// New name.
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Move a folder (or a conversation) just before or after another one.
+    Move {
+        /// Folder or conversation id.
+        id: String,
+        /// Place before this id.
+        #[arg(long, conflicts_with = "after", required_unless_present = "after")]
+        before: Option<String>,
+        /// Place after this id.
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Set a folder's instructions (the system prompt of its conversations).
+    Instructions {
+        /// Folder id.
+        id: String,
+        /// Instructions.
+        text: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List folders.
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// List the account's devices.
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Remove a device: revoke it on the store and rotate the account key for the rest.
+    Remove {
+        /// Credential id of the device.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+pub async fn run_account(c: AccountCommand) -> Result<ExitCode, CliError> {
+    match c {
+        AccountCommand::Create { store, name, state } => {
+            let client = HistoryClient::create_account(&store, &state.dir(), &name).await?;
+            println!("account {}", client.account_id());
+            println!("device {}", client.credential_id());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_history(c: HistoryCommand) -> Result<ExitCode, CliError> {
+    match c {
+        HistoryCommand::List { state } => {
+            let mut client = state.open().await?;
+            let snap = client.sync().await?;
+            for c in &snap.conversations {
+                let folder = c
+                    .value
+                    .folder_id
+                    .as_deref()
+                    .and_then(|f| snap.folder(f))
+                    .map(|f| f.value.name.as_str())
+                    .unwrap_or("-");
+                println!(
+                    "{}\t{}\t{}\t{} messages",
+                    c.id,
+                    folder,
+                    c.value.title,
+                    c.value.messages.len()
+                );
+            }
+        }
+        HistoryCommand::Show { id, state } => {
+            let mut client = state.open().await?;
+            let c = client.conversation(&id).await?;
+            println!("# {}", c.value.title);
+            for m in &c.value.messages {
+                println!("[{}] {}", role_name(m.role), m.content);
+            }
+        }
+        HistoryCommand::Export { out, state } => {
+            let mut client = state.open().await?;
+            let v = client.export().await?;
+            let text = serde_json::to_string_pretty(&v)?;
+            match out {
+                Some(path) => write_private(&path, text.as_bytes())?,
+                None => println!("{text}"),
+            }
+        }
+        HistoryCommand::Delete { id, state } => {
+            state.open().await?.delete(&id).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_folder(c: FolderCommand) -> Result<ExitCode, CliError> {
+    match c {
+        FolderCommand::Create {
+            name,
+            instructions,
+            state,
+        } => {
+            let id = state
+                .open()
+                .await?
+                .create_folder(&name, &instructions)
+                .await?;
+            println!("{id}");
+        }
+        FolderCommand::Rename { id, name, state } => {
+            state.open().await?.rename_folder(&id, &name).await?;
+        }
+        FolderCommand::Move {
+            id,
+            before,
+            after,
+            state,
+        } => {
+            state
+                .open()
+                .await?
+                .move_item(&id, before.as_deref(), after.as_deref())
+                .await?;
+        }
+        FolderCommand::Instructions { id, text, state } => {
+            state.open().await?.set_instructions(&id, &text).await?;
+        }
+        FolderCommand::List { state } => {
+            let snap = state.open().await?.sync().await?;
+            for f in &snap.folders {
+                println!("{}\t{}", f.id, f.value.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_device(c: DeviceCommand) -> Result<ExitCode, CliError> {
+    match c {
+        DeviceCommand::List { state } => {
+            for d in state.open().await?.devices().await? {
+                println!(
+                    "{}\t{}\t{}{}",
+                    d.credential_id,
+                    if d.name.is_empty() { "-" } else { &d.name },
+                    if d.active { "active" } else { "removed" },
+                    if d.this_device { "\t(this device)" } else { "" }
+                );
+            }
+        }
+        DeviceCommand::Remove { id, state } => {
+            let mut client = state.open().await?;
+            client.remove_device(&id).await?;
+            println!(
+                "removed; account key rotated to epoch {}",
+                client.current_epoch()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)
+}
+
+/// Saving finished turns of `ask --save` / `chat` to the encrypted history.
+pub struct Autosave {
+    client: HistoryClient,
+    conversation: Option<String>,
+    folder: Option<String>,
+}
+
+/// What a chat starts from: the folder's instructions and earlier messages.
+pub struct Prepared {
+    pub autosave: Option<Autosave>,
+    /// OpenAI-style messages to start the request history with (system first).
+    pub messages: Vec<serde_json::Value>,
+}
+
+impl Autosave {
+    /// Opens the history if an account exists (or fails if `required`), resolves the
+    /// folder (by id or name) and the conversation to continue.
+    pub async fn prepare(
+        state_dir: Option<&Path>,
+        required: bool,
+        continue_id: Option<&str>,
+        folder: Option<&str>,
+    ) -> Result<Prepared, CliError> {
+        let dir = history_dir(state_dir);
+        let wanted = required || continue_id.is_some() || folder.is_some();
+        if !HistoryClient::exists(&dir) {
+            if wanted {
+                return Err(HistoryError::NoAccount.into());
+            }
+            return Ok(Prepared {
+                autosave: None,
+                messages: Vec::new(),
+            });
+        }
+        let mut client = HistoryClient::open(&dir).await?;
+        let snap = client.sync().await?;
+        let mut messages = Vec::new();
+        let mut folder_id = match folder {
+            Some(f) => Some(
+                snap.folder(f)
+                    .ok_or(HistoryError::NotFound("folder"))?
+                    .id
+                    .clone(),
+            ),
+            None => None,
+        };
+        if let Some(id) = continue_id {
+            let c = snap
+                .conversation(id)
+                .ok_or(HistoryError::NotFound("conversation"))?;
+            if folder_id.is_none() {
+                folder_id = c.value.folder_id.clone();
+            }
+            for m in &c.value.messages {
+                messages.push(json!({"role": role_name(m.role), "content": m.content}));
+            }
+        }
+        if let Some(f) = folder_id.as_deref().and_then(|f| snap.folder(f))
+            && !f.value.instructions.is_empty()
+        {
+            messages.insert(
+                0,
+                json!({"role": "system", "content": f.value.instructions}),
+            );
+        }
+        Ok(Prepared {
+            autosave: Some(Autosave {
+                client,
+                conversation: continue_id.map(str::to_string),
+                folder: folder_id,
+            }),
+            messages,
+        })
+    }
+
+    /// Saves one finished turn; the first one creates the conversation.
+    pub async fn save_turn(
+        &mut self,
+        model: &str,
+        user: &str,
+        assistant: &str,
+    ) -> Result<String, CliError> {
+        let turns = [
+            (Role::User, user.to_string()),
+            (Role::Assistant, assistant.to_string()),
+        ];
+        let id = self
+            .client
+            .append_turns(
+                self.conversation.as_deref(),
+                self.folder.as_deref(),
+                model,
+                &turns,
+            )
+            .await?;
+        self.conversation = Some(id.clone());
+        Ok(id)
+    }
+}
