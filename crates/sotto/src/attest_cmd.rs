@@ -130,10 +130,19 @@ pub fn parse_min_tcb(s: &str) -> Result<snp::TcbParts, Malformed> {
         snp: 0,
         microcode: 0,
     };
+    let mut seen: Vec<&str> = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| Malformed(format!("--min-tcb: {part:?} is not NAME=N")))?;
+        // A repeated component is a typo, not "the last one wins".
+        if seen.contains(&k.trim()) {
+            return Err(Malformed(format!(
+                "--min-tcb: component {:?} given twice",
+                k.trim()
+            )));
+        }
+        seen.push(k.trim());
         let n: u8 = v
             .trim()
             .parse()
@@ -444,4 +453,27 @@ pub fn run_command(cmd: AttestCommand) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::from(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_tcb_parses_and_refuses_duplicates() {
+        let t = parse_min_tcb("bl=3,tee=0,snp=8,ucode=115,fmc=2").unwrap();
+        assert_eq!(
+            (t.bootloader, t.tee, t.snp, t.microcode, t.fmc),
+            (3, 0, 8, 115, Some(2))
+        );
+        for bad in ["bl=3,bl=4", "snp=1,snp=1", "bl=256", "bl", "xyz=1"] {
+            assert!(parse_min_tcb(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_min_tcb("bl=3,bl=4")
+                .unwrap_err()
+                .0
+                .contains("given twice")
+        );
+    }
 }
