@@ -237,10 +237,21 @@ async fn cosign_with(log: &Arc<Log>, url: &str, vkey: &VerifierKey) -> Result<()
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/x.tlog.size"));
-        let body = resp
-            .bytes()
+        // Bounded read: a witness answers with a few signature lines; a hostile or broken
+        // one must not make the log's tooling allocate without limit.
+        const MAX_WITNESS_RESPONSE: usize = 64 * 1024;
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| format!("witness {url}: {e}"))?;
+            .map_err(|e| format!("witness {url}: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_WITNESS_RESPONSE {
+                return Err(format!("witness {url}: response larger than 64 KiB").into());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if status == reqwest::StatusCode::CONFLICT && is_size {
             let s = std::str::from_utf8(&body).unwrap_or("").trim();
             old = s
@@ -545,10 +556,20 @@ async fn add_checkpoint(State(st): State<Arc<WitnessState>>, body: Bytes) -> Res
                 }
             }
             // Persist the new head before the cosignature leaves (two-phase).
-            let tmp = st.state_file.with_extension("tmp");
+            // `<state>.tmp` beside it (not with_extension: a state file named `x.tmp`
+            // would be its own temporary), then the directory is synced so the rename
+            // itself survives a crash before the cosignature is released.
+            let mut tmp = st.state_file.clone().into_os_string();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            let dir = match st.state_file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
             let persisted = std::fs::write(&tmp, shadow_heads.concat())
                 .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|_| std::fs::rename(&tmp, &st.state_file));
+                .and_then(|_| std::fs::rename(&tmp, &st.state_file))
+                .and_then(|_| std::fs::File::open(&dir)?.sync_all());
             if persisted.is_err() {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "STATE_NOT_PERSISTED\n")
                     .into_response();

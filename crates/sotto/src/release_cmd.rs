@@ -150,8 +150,14 @@ pub fn generate_key(kind: KeyKind, name: &str, out: &Path) -> Result<String, Cli
             (s.to_private_key(), s.verifier_key().to_vkey())
         }
     };
+    // Refuse before writing anything if either file exists: a stale `.vkey` beside a new
+    // secret would publish the wrong public key.
+    let vkey_file = vkey_path(out);
+    if vkey_file.exists() {
+        return Err(format!("cannot create {}: it already exists", vkey_file.display()).into());
+    }
     write_secret(out, &format!("{}\n", secret.as_str()))?;
-    std::fs::write(vkey_path(out), format!("{vkey}\n"))?;
+    std::fs::write(&vkey_file, format!("{vkey}\n"))?;
     Ok(vkey)
 }
 

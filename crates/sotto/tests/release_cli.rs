@@ -539,6 +539,28 @@ fn key_generate_writes_private_key_0600_and_refuses_to_overwrite() {
         format!("{vkey}\n")
     );
 
+    // A stale `.vkey` whose secret is gone is not overwritten, and no secret is written
+    // beside it (it would publish the wrong public key).
+    std::fs::remove_file(&secret_path).unwrap();
+    let stale = run([
+        "key",
+        "generate",
+        "--kind",
+        "release",
+        "--name",
+        RELEASE_NAME,
+        "--out",
+        p(&secret_path),
+    ]);
+    assert_eq!(stale.code, 1, "{stale:?}");
+    assert!(stale.stderr.contains("already exists"), "{stale:?}");
+    assert!(!secret_path.exists());
+    assert_eq!(
+        std::fs::read_to_string(k.path("release.key.vkey")).unwrap(),
+        format!("{vkey}\n")
+    );
+    std::fs::write(&secret_path, &secret).unwrap();
+
     // Each kind has its key type; two keys of one name differ.
     let w = VerifierKey::parse(&k.key("witness", WITNESS_NAME, "witness.key")).unwrap();
     assert_eq!(w.key_type(), KeyType::CosignatureV1);
@@ -1944,6 +1966,12 @@ fn log_append_handles_witness_answers_strictly() {
         (
             vec![(200, plain, b"garbage\n".to_vec())],
             "bad cosignature lines",
+            1,
+        ),
+        (
+            // A witness cannot make the log's tooling allocate without bound.
+            vec![(200, plain, vec![b'a'; 200 * 1024])],
+            "response larger than 64 KiB",
             1,
         ),
         (
