@@ -55,6 +55,30 @@ pub enum EngineError {
         /// The model's maximum sequence length.
         seq_len: usize,
     },
+    /// The GGUF vocabulary uses a tokenizer model or pre-tokenizer this engine does not implement.
+    #[error("unsupported tokenizer: {0}")]
+    TokenizerUnsupported(String),
+    /// Text could not be tokenized (regex backtracking limit, or a character the vocabulary cannot
+    /// represent and no byte-fallback/unknown token exists).
+    #[error("cannot tokenize text: {0}")]
+    TokenizerEncode(&'static str),
+    /// The chat template does not parse (message: error kind, line and parser detail; the
+    /// template comes from the model file, never from users).
+    #[error("invalid chat template: {0}")]
+    ChatTemplateInvalid(String),
+    /// The chat template called `raise_exception` (its message is not kept: templates may build
+    /// it from message contents).
+    #[error("chat template raised an exception (line {line})")]
+    ChatTemplateException {
+        /// Template line of the call, 0 if unknown.
+        line: usize,
+    },
+    /// Rendering the chat template failed (message: error kind and line only).
+    #[error("chat template render failed: {0}")]
+    ChatTemplateRender(String),
+    /// Rendering the chat template exceeded the output-size or instruction (fuel) budget.
+    #[error("chat template exceeded its {0} limit")]
+    ChatTemplateLimit(&'static str),
 }
 
 impl EngineError {
@@ -70,6 +94,12 @@ impl EngineError {
             EngineError::TokenizerInvalid(_) => "TOKENIZER_INVALID",
             EngineError::InvalidParams(_) => "INVALID_PARAMS",
             EngineError::ContextOverflow { .. } => "CONTEXT_OVERFLOW",
+            EngineError::TokenizerUnsupported(_) => "TOKENIZER_UNSUPPORTED",
+            EngineError::TokenizerEncode(_) => "TOKENIZER_ENCODE",
+            EngineError::ChatTemplateInvalid(_) => "CHAT_TEMPLATE_INVALID",
+            EngineError::ChatTemplateException { .. } => "CHAT_TEMPLATE_EXCEPTION",
+            EngineError::ChatTemplateRender(_) => "CHAT_TEMPLATE_RENDER",
+            EngineError::ChatTemplateLimit(_) => "CHAT_TEMPLATE_LIMIT",
         }
     }
 }

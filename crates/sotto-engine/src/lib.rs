@@ -24,9 +24,11 @@
 //! # Ok::<(), sotto_engine::EngineError>(())
 //! ```
 
+mod chat_template;
 mod checkpoint;
 mod error;
 mod forward;
+mod gguf_tokenizer;
 mod sampler;
 mod tokenizer;
 mod utf8;
@@ -34,8 +36,10 @@ mod utf8;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+pub use chat_template::{CHATML_TEMPLATE, ChatMessage, render_chat, render_chat_at};
 pub use checkpoint::Config;
 pub use error::EngineError;
+pub use gguf_tokenizer::{GgufTokenizer, VocabSpec};
 pub use tokenizer::{BOS, EOS, Tokenizer};
 
 use checkpoint::Weights;
