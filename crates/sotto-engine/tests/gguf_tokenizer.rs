@@ -422,3 +422,10 @@ fn spm_without_fallback_reports_unencodable_text() {
     let t = GgufTokenizer::from_spec(spec).expect("spec");
     assert_eq!(t.encode("a é", false).expect("encode"), vec![0, 1, 0, 2]);
 }
+
+#[test]
+fn tokenizer_is_send_sync() {
+    // Shared in an Arc across generation threads, like `Model`.
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GgufTokenizer>();
+}
