@@ -9,12 +9,18 @@
 //!   `models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja` (commit 7b5e0803; identical
 //!   to `llama3_2` in the Swift file above, 3827 bytes); the Llama 3.1 template extended with
 //!   `strftime_now`.
+//! - `HuggingFaceTB-SmolLM2-Instruct.jinja` (ChatML with a default system prompt) and
+//!   `TinyLlama-1.1B-Chat-v1.0.jinja` (the Zephyr template, which relies on `trim_blocks`): the
+//!   `chat_template` of those Hugging Face repositories, as quoted verbatim in public code; the
+//!   SmolLM2 expectation below is the rendered prompt shown in the Hugging Face agents course.
 
 use sotto_engine::{CHATML_TEMPLATE, ChatMessage, EngineError, render_chat, render_chat_at};
 
 const QWEN25: &str = include_str!("templates/Qwen-Qwen2.5-Instruct.jinja");
 const LLAMA31: &str = include_str!("templates/meta-llama-Llama-3.1-8B-Instruct.jinja");
 const LLAMA32: &str = include_str!("templates/meta-llama-Llama-3.2-3B-Instruct.jinja");
+const SMOLLM2: &str = include_str!("templates/HuggingFaceTB-SmolLM2-Instruct.jinja");
+const ZEPHYR: &str = include_str!("templates/TinyLlama-1.1B-Chat-v1.0.jinja");
 
 /// 2025-03-14 15:09:26 UTC.
 const PI_DAY: i64 = 1_741_964_966;
@@ -109,6 +115,40 @@ fn llama32_uses_injected_strftime_now() {
          Cutting Knowledge Date: December 2023\nToday Date: 14 Mar 2025\n\n<|eot_id|>\
          <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
          <|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
+}
+
+#[test]
+fn smollm2_default_system_prompt() {
+    let msgs = [
+        msg("user", "I need help with my order"),
+        msg(
+            "assistant",
+            "I'd be happy to help. Could you provide your order number?",
+        ),
+        msg("user", "It's ORDER-123"),
+    ];
+    let out = render_chat(SMOLLM2, &msgs, true, "<|im_start|>", "<|im_end|>").expect("render");
+    assert_eq!(
+        out,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nI need help with my order<|im_end|>\n\
+         <|im_start|>assistant\nI'd be happy to help. Could you provide your order number?<|im_end|>\n\
+         <|im_start|>user\nIt's ORDER-123<|im_end|>\n\
+         <|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn zephyr_trims_block_newlines() {
+    let out = render_chat(ZEPHYR, &conversation(), true, "<s>", "</s>").expect("render");
+    assert_eq!(
+        out,
+        "<|system|>\nYou are a terse assistant.</s>\n\
+         <|user|>\nHello!</s>\n\
+         <|assistant|>\nHi. What do you need?</s>\n\
+         <|user|>\n  The capital of France?\n</s>\n\
+         <|assistant|>\n"
     );
 }
 
