@@ -30,6 +30,7 @@ mod error;
 mod forward;
 mod gguf_tokenizer;
 mod sampler;
+mod stop;
 mod tokenizer;
 mod utf8;
 
@@ -45,6 +46,7 @@ pub use tokenizer::{BOS, EOS, Tokenizer};
 use checkpoint::Weights;
 use forward::State;
 use sampler::Sampler;
+use stop::StopMatcher;
 use utf8::Utf8Stream;
 
 /// A loaded model: configuration, weights and tokenizer. Immutable after loading, so it is
@@ -65,6 +67,10 @@ impl std::fmt::Debug for Model {
 }
 
 /// Parameters of one generation.
+///
+/// Defaults (see [`GenerateParams::default`]) switch every extension off; the order in which
+/// the options apply is penalties → temperature (or greedy) → top-k → top-p → min-p → draw
+/// (details in `docs/engine.md`, section "Sampling").
 #[derive(Clone, Debug)]
 pub struct GenerateParams {
     /// Maximum number of generated tokens (prompt excluded); must be >= 1.
@@ -75,7 +81,33 @@ pub struct GenerateParams {
     pub top_p: f32,
     /// Seed of the sampling RNG: the same seed, prompt and parameters give the same output.
     pub seed: u64,
+    /// Keep only the `top_k` most likely tokens; `0` = off, `1` = greedy.
+    pub top_k: u32,
+    /// Drop tokens less than `min_p` times as likely as the most likely one; in [0, 1],
+    /// `0` = off.
+    pub min_p: f32,
+    /// llama.cpp/CTRL repetition penalty: the logit of every token seen among the last
+    /// `repeat_last_n` tokens (prompt included) is divided by it if positive, multiplied by
+    /// it otherwise. Finite and > 0; `1` = off.
+    pub repetition_penalty: f32,
+    /// Window of the repetition penalty in tokens; `0` disables the penalty.
+    pub repeat_last_n: u32,
+    /// OpenAI presence penalty in [-2, 2]: subtracted once from the logit of every token
+    /// generated so far. `0` = off.
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty in [-2, 2]: subtracted from a token's logit once per time it
+    /// was generated so far. `0` = off.
+    pub frequency_penalty: f32,
+    /// Up to [`MAX_STOP_STRINGS`] non-empty strings; generation ends before the first one
+    /// that appears in the generated text, which is not emitted ([`FinishReason::Stop`]).
+    pub stop: Vec<String>,
 }
+
+/// Most stop strings one generation may have (OpenAI's limit).
+pub const MAX_STOP_STRINGS: usize = 4;
+
+/// Default window of [`GenerateParams::repeat_last_n`] (llama.cpp's default).
+pub const DEFAULT_REPEAT_LAST_N: u32 = 64;
 
 impl Default for GenerateParams {
     fn default() -> Self {
@@ -84,6 +116,13 @@ impl Default for GenerateParams {
             temperature: 1.0,
             top_p: 0.9,
             seed: 0,
+            top_k: 0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            repeat_last_n: DEFAULT_REPEAT_LAST_N,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            stop: Vec::new(),
         }
     }
 }
@@ -103,6 +142,30 @@ impl GenerateParams {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(EngineError::InvalidParams("top_p must be in (0, 1]"));
         }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return Err(EngineError::InvalidParams("min_p must be in [0, 1]"));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err(EngineError::InvalidParams(
+                "repetition_penalty must be a finite number > 0",
+            ));
+        }
+        if !(self.presence_penalty >= -2.0 && self.presence_penalty <= 2.0) {
+            return Err(EngineError::InvalidParams(
+                "presence_penalty must be in [-2, 2]",
+            ));
+        }
+        if !(self.frequency_penalty >= -2.0 && self.frequency_penalty <= 2.0) {
+            return Err(EngineError::InvalidParams(
+                "frequency_penalty must be in [-2, 2]",
+            ));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return Err(EngineError::InvalidParams("at most 4 stop strings"));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(EngineError::InvalidParams("stop strings must not be empty"));
+        }
         Ok(())
     }
 }
@@ -110,7 +173,9 @@ impl GenerateParams {
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced BOS or EOS (the stop token is not counted or emitted).
+    /// The model produced BOS or EOS (the stop token is not counted or emitted), or the
+    /// generated text reached one of the stop strings (the token completing it is counted,
+    /// the stop string and anything after it are not emitted).
     Stop,
     /// `max_tokens` was reached or the context window is full.
     Length,
@@ -123,7 +188,8 @@ pub enum FinishReason {
 pub struct Generation {
     /// Tokens in the encoded prompt, BOS included.
     pub prompt_tokens: u32,
-    /// Tokens generated and emitted (a final BOS/EOS stop token is not counted).
+    /// Tokens generated (a final BOS/EOS stop token is not counted; the token that completed
+    /// a stop string is, even though its text is withheld).
     pub completion_tokens: u32,
     /// Why generation ended.
     pub finish_reason: FinishReason,
@@ -172,8 +238,12 @@ impl Model {
     /// control bytes other than whitespace are dropped, like llama2.c's `safe_printf`). The
     /// first piece after BOS has its leading space stripped, as in llama2.c.
     ///
+    /// With [`GenerateParams::stop`] set, text that could be the start of a stop string is held
+    /// back until it is clear it is not; the first stop string to appear and everything after
+    /// it are never passed to `on_text`.
+    ///
     /// Stops when `on_text` returns `Break` ([`FinishReason::Cancelled`]), when the model emits
-    /// BOS or EOS ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
+    /// BOS or EOS or the text reaches a stop string ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
     /// context window ([`FinishReason::Length`]). Like llama2.c, the token sampled at the last
     /// position `seq_len - 1` is still emitted, so at most `seq_len - prompt_tokens + 1` tokens
     /// are generated.
@@ -207,7 +277,8 @@ impl Model {
         let prompt_tokens = u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX);
 
         let mut state = State::new(&self.config, &self.weights);
-        let mut sampler = Sampler::new(params.temperature, params.top_p, params.seed);
+        let mut sampler = Sampler::new(params, self.config.vocab_size, &prompt_ids);
+        let mut stop = StopMatcher::new(&params.stop);
         let mut utf8 = Utf8Stream::default();
         let mut text = String::new();
 
@@ -219,7 +290,7 @@ impl Model {
         let mut token = prompt_ids[last];
         let mut pos = last;
         let mut completion_tokens = 0u32;
-        let finish_reason = loop {
+        let mut finish_reason = loop {
             let next = sampler.sample(state.forward(token, pos));
             if next == BOS || next == EOS {
                 break FinishReason::Stop;
@@ -230,8 +301,12 @@ impl Model {
             if !is_unsafe_control(piece) {
                 utf8.push(piece, &mut text);
             }
+            let stopped = stop.filter(&mut text);
             if !text.is_empty() && on_text(&text).is_break() {
                 break FinishReason::Cancelled;
+            }
+            if stopped {
+                break FinishReason::Stop;
             }
             pos += 1;
             if completion_tokens >= params.max_tokens || pos >= seq_len {
@@ -239,9 +314,15 @@ impl Model {
             }
             token = next;
         };
-        if finish_reason != FinishReason::Cancelled {
+        if finish_reason != FinishReason::Cancelled && !stop.matched() {
             text.clear();
             utf8.finish(&mut text);
+            if stop.filter(&mut text) {
+                finish_reason = FinishReason::Stop;
+            } else {
+                // Text held back as a possible stop-string start is final now.
+                stop.flush(&mut text);
+            }
             if !text.is_empty() {
                 // Generation is over either way; a Break here changes nothing.
                 let _ = on_text(&text);

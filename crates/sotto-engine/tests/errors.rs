@@ -192,6 +192,58 @@ fn invalid_params() {
             top_p: f32::NAN,
             ..base.clone()
         },
+        GenerateParams {
+            min_p: -0.01,
+            ..base.clone()
+        },
+        GenerateParams {
+            min_p: 1.01,
+            ..base.clone()
+        },
+        GenerateParams {
+            min_p: f32::NAN,
+            ..base.clone()
+        },
+        GenerateParams {
+            repetition_penalty: 0.0,
+            ..base.clone()
+        },
+        GenerateParams {
+            repetition_penalty: -1.0,
+            ..base.clone()
+        },
+        GenerateParams {
+            repetition_penalty: f32::INFINITY,
+            ..base.clone()
+        },
+        GenerateParams {
+            repetition_penalty: f32::NAN,
+            ..base.clone()
+        },
+        GenerateParams {
+            presence_penalty: 2.01,
+            ..base.clone()
+        },
+        GenerateParams {
+            presence_penalty: f32::NAN,
+            ..base.clone()
+        },
+        GenerateParams {
+            frequency_penalty: -2.01,
+            ..base.clone()
+        },
+        GenerateParams {
+            frequency_penalty: f32::NAN,
+            ..base.clone()
+        },
+        GenerateParams {
+            stop: vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
+            ..base.clone()
+        },
+        GenerateParams {
+            stop: vec!["a".into(), String::new()],
+            ..base.clone()
+        },
     ];
     for p in cases {
         let mut called = false;
@@ -205,6 +257,18 @@ fn invalid_params() {
         assert!(!called);
     }
     assert!(GenerateParams::default().validate().is_ok());
+    // The boundaries themselves are valid.
+    let edges = GenerateParams {
+        min_p: 1.0,
+        presence_penalty: -2.0,
+        frequency_penalty: 2.0,
+        repetition_penalty: 1e-3,
+        top_k: u32::MAX,
+        repeat_last_n: u32::MAX,
+        stop: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        ..base
+    };
+    assert!(edges.validate().is_ok());
 }
 
 #[test]

@@ -140,14 +140,23 @@ proptest! {
         extra in proptest::collection::vec((-10.0f32..10.0, proptest::collection::vec(any::<u8>(), 0..4)), 0..20),
         seed in any::<u32>(), prompt in "\\PC{0,8}",
         temperature in prop_oneof![Just(0.0f32), 0.01f32..3.0], top_p in 0.01f32..=1.0,
+        top_k in prop_oneof![Just(0u32), 0u32..300], min_p in prop_oneof![Just(0.0f32), 0.0f32..=1.0],
+        repetition_penalty in prop_oneof![Just(1.0f32), 0.01f32..5.0], repeat_last_n in 0u32..20,
+        presence_penalty in -2.0f32..=2.0, frequency_penalty in -2.0f32..=2.0,
+        stop in proptest::collection::vec("\\PC{1,3}", 0..=4),
     ) {
         let (c, t) = tiny_model(&Tiny { n_heads, kv_div, head_half, layers, seq_len, shared, extra: &extra, seed });
         let model = Model::from_bytes(&c, &t).expect("well-formed tiny model");
-        let params = GenerateParams { max_tokens: 16, temperature, top_p, seed: seed.into() };
+        let params = GenerateParams {
+            max_tokens: 16, temperature, top_p, seed: seed.into(), top_k, min_p, repetition_penalty,
+            repeat_last_n, presence_penalty, frequency_penalty, stop: stop.clone(),
+        };
         let mut out = String::new();
         match model.generate(&prompt, &params, &mut |p| { out.push_str(p); ControlFlow::Continue(()) }) {
             Ok(g) => {
                 prop_assert!(g.completion_tokens <= 16);
+                // No stop string is ever emitted.
+                prop_assert!(stop.iter().all(|s| !out.contains(s.as_str())));
                 prop_assert!(g.prompt_tokens as usize + g.completion_tokens as usize <= seq_len + 1);
             }
             Err(e) => prop_assert_eq!(e.code(), "CONTEXT_OVERFLOW"),

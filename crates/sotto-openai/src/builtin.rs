@@ -8,7 +8,7 @@ use sotto_engine::{GenerateParams, Model};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::backend::{BoxFuture, ChatEvent, ChatStream, FinishReason, ModelInfo, Usage};
-use crate::{ApiError, Backend, ChatMessage, ChatRequest, CompletionRequest};
+use crate::{ApiError, Backend, ChatMessage, ChatRequest, CompletionRequest, SamplingOptions};
 
 /// Text deltas buffered between the generating thread and the HTTP response. Small on purpose:
 /// once the consumer stops reading or goes away, generation blocks or stops within a few tokens.
@@ -26,6 +26,11 @@ const DELTA_CHANNEL_CAPACITY: usize = 8;
 ///   follows llama2.c and treats `top_p >= 1` as plain sampling); `temperature` 0 is greedy.
 ///   Without `seed` a fresh random seed is drawn per request; with a `seed` the output is
 ///   deterministic. `max_tokens` defaults to (and is clamped by) the context length.
+///   `stop`, `top_k`, `min_p`, `repetition_penalty` (window: the last 64 tokens, prompt
+///   included), `presence_penalty` and `frequency_penalty` go to the engine; absent means off.
+///   A stop string ends the generation with `finish_reason` `stop`; neither it nor anything
+///   after it is returned, and `usage.completion_tokens` counts every token generated,
+///   including the one that completed the stop string.
 /// * **Concurrency.** At most `max_concurrent` generations run at once (each on a
 ///   `spawn_blocking` thread); further requests wait in FIFO order instead of failing.
 /// * **Cancellation.** Deltas go through a small bounded channel; as soon as the receiving
@@ -141,8 +146,9 @@ impl Backend for BuiltinBackend {
                 temperature: request.temperature,
                 top_p: request.top_p,
                 seed: request.seed,
+                options: request.sampling,
             };
-            drop(request);
+            drop(request.messages);
             self.generate(prompt, sampling).await
         })
     }
@@ -157,6 +163,7 @@ impl Backend for BuiltinBackend {
                 temperature: request.temperature,
                 top_p: request.top_p,
                 seed: request.seed,
+                options: request.sampling,
             };
             self.generate(request.prompt, sampling).await
         })
@@ -169,6 +176,7 @@ struct Sampling {
     temperature: Option<f32>,
     top_p: Option<f32>,
     seed: Option<u64>,
+    options: SamplingOptions,
 }
 
 impl BuiltinBackend {
@@ -187,6 +195,13 @@ impl BuiltinBackend {
             temperature: sampling.temperature.unwrap_or(1.0),
             top_p: sampling.top_p.unwrap_or(1.0),
             seed,
+            top_k: sampling.options.top_k.unwrap_or(0),
+            min_p: sampling.options.min_p.unwrap_or(0.0),
+            repetition_penalty: sampling.options.repetition_penalty.unwrap_or(1.0),
+            repeat_last_n: sotto_engine::DEFAULT_REPEAT_LAST_N,
+            presence_penalty: sampling.options.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: sampling.options.frequency_penalty.unwrap_or(0.0),
+            stop: sampling.options.stop,
         };
 
         // Queue for a slot. Dropping this future (client gone) leaves the queue.

@@ -50,7 +50,7 @@ pub use backend::{Backend, BoxFuture, ChatEvent, ChatStream, FinishReason, Model
 pub use builtin::BuiltinBackend;
 pub use error::ApiError;
 pub use http_api::{router, serve_plain};
-pub use request::{ChatMessage, ChatRequest, CompletionRequest, Role};
+pub use request::{ChatMessage, ChatRequest, CompletionRequest, MAX_STOP, Role, SamplingOptions};
 pub use upstream::UpstreamBackend;
 
 /// Request limits enforced by the HTTP layer.

@@ -56,11 +56,37 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling seed; `None` means a fresh random seed per request.
     pub seed: Option<u64>,
+    /// Stop strings, penalties, top-k and min-p.
+    pub sampling: SamplingOptions,
     /// Whether the client asked for a server-sent-events stream.
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
 }
+
+/// Sampling options beyond `temperature`, `top_p` and `seed`, shared by chat and text
+/// completions. `Default` is "none given": no stop strings, every option `None` (off).
+///
+/// `stop`, `presence_penalty` and `frequency_penalty` are OpenAI's; `top_k`, `min_p` and
+/// `repetition_penalty` are the extension names vLLM (and llama.cpp's server) accept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingOptions {
+    /// `stop`: at most [`MAX_STOP`] non-empty strings (a single string is a list of one).
+    pub stop: Vec<String>,
+    /// `top_k`: keep the k most likely tokens; `None` for absent, 0 or -1 (vLLM's "off").
+    pub top_k: Option<u32>,
+    /// `min_p` in `[0, 1]`.
+    pub min_p: Option<f32>,
+    /// `repetition_penalty`, a finite number > 0 (1 = off).
+    pub repetition_penalty: Option<f32>,
+    /// `presence_penalty` in `[-2, 2]`.
+    pub presence_penalty: Option<f32>,
+    /// `frequency_penalty` in `[-2, 2]`.
+    pub frequency_penalty: Option<f32>,
+}
+
+/// Most stop strings per request (OpenAI's limit).
+pub const MAX_STOP: usize = 4;
 
 /// Parse and validate a request body. `max_tokens_cap` clamps `max_tokens`.
 pub(crate) fn parse_chat_request(
@@ -111,6 +137,7 @@ pub(crate) fn parse_chat_request(
         temperature,
         top_p,
         seed,
+        sampling,
         stream,
         include_usage,
     } = parse_common(&obj)?;
@@ -122,6 +149,7 @@ pub(crate) fn parse_chat_request(
         top_p,
         max_tokens,
         seed,
+        sampling,
         stream,
         include_usage,
     })
@@ -132,11 +160,13 @@ struct Common {
     temperature: Option<f32>,
     top_p: Option<f32>,
     seed: Option<u64>,
+    sampling: SamplingOptions,
     stream: bool,
     include_usage: bool,
 }
 
-/// `temperature`, `top_p`, `seed`, `stream`, `stream_options` and `n` (only 1).
+/// `temperature`, `top_p`, `seed`, the [`SamplingOptions`], `stream`, `stream_options` and
+/// `n` (only 1).
 fn parse_common(obj: &Map<String, Value>) -> Result<Common, ApiError> {
     let temperature = match field(obj, "temperature") {
         None => None,
@@ -198,8 +228,114 @@ fn parse_common(obj: &Map<String, Value>) -> Result<Common, ApiError> {
         temperature,
         top_p,
         seed,
+        sampling: parse_sampling(obj)?,
         stream,
         include_usage,
+    })
+}
+
+/// A number `param` in `[lo, hi]`, as f32.
+fn parse_range(
+    obj: &Map<String, Value>,
+    param: &'static str,
+    lo: f64,
+    hi: f64,
+    reason: &'static str,
+) -> Result<Option<f32>, ApiError> {
+    match field(obj, param) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x as f32)),
+            Some(_) => Err(invalid(param, reason)),
+            None => Err(invalid(param, "expected a number.")),
+        },
+    }
+}
+
+fn parse_sampling(obj: &Map<String, Value>) -> Result<SamplingOptions, ApiError> {
+    let stop = match field(obj, "stop") {
+        None => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(invalid("stop", "stop strings must not be empty."));
+        }
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_STOP {
+                return Err(invalid("stop", "at most 4 stop strings are supported."));
+            }
+            let mut stop = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) if !s.is_empty() => stop.push(s.clone()),
+                    Value::String(_) => {
+                        return Err(invalid("stop", "stop strings must not be empty."));
+                    }
+                    _ => {
+                        return Err(invalid("stop", "expected a string or an array of strings."));
+                    }
+                }
+            }
+            stop
+        }
+        Some(_) => {
+            return Err(invalid("stop", "expected a string or an array of strings."));
+        }
+    };
+
+    let top_k = match field(obj, "top_k") {
+        None => None,
+        Some(v) => match (v.as_u64(), v.as_i64()) {
+            (Some(0), _) | (None, Some(-1)) => None,
+            // Anything above the vocabulary size keeps every token anyway.
+            (Some(k), _) => Some(u32::try_from(k).unwrap_or(u32::MAX)),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "top_k",
+                    "must be -1, 0 (off) or a positive integer.",
+                ));
+            }
+            (None, None) => return Err(invalid("top_k", "expected an integer.")),
+        },
+    };
+
+    let min_p = parse_range(obj, "min_p", 0.0, 1.0, "must be between 0 and 1.")?;
+    let presence_penalty = parse_range(
+        obj,
+        "presence_penalty",
+        -2.0,
+        2.0,
+        "must be between -2 and 2.",
+    )?;
+    let frequency_penalty = parse_range(
+        obj,
+        "frequency_penalty",
+        -2.0,
+        2.0,
+        "must be between -2 and 2.",
+    )?;
+
+    let repetition_penalty = match field(obj, "repetition_penalty") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            // Checked after the conversion: huge values become f32 infinity, tiny ones 0.
+            Some(r) if (r as f32).is_finite() && (r as f32) > 0.0 => Some(r as f32),
+            Some(_) => {
+                return Err(invalid(
+                    "repetition_penalty",
+                    "must be a number greater than 0.",
+                ));
+            }
+            None => return Err(invalid("repetition_penalty", "expected a number.")),
+        },
+    };
+
+    Ok(SamplingOptions {
+        stop,
+        top_k,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
     })
 }
 
@@ -220,6 +356,8 @@ pub struct CompletionRequest {
     pub max_tokens: u32,
     /// Sampling seed; `None` means a fresh random seed per request.
     pub seed: Option<u64>,
+    /// Stop strings, penalties, top-k and min-p.
+    pub sampling: SamplingOptions,
     /// Whether the client asked for a server-sent-events stream.
     pub stream: bool,
     /// `stream_options.include_usage`.
@@ -277,6 +415,7 @@ pub(crate) fn parse_completion_request(
         temperature,
         top_p,
         seed,
+        sampling,
         stream,
         include_usage,
     } = parse_common(&obj)?;
@@ -305,6 +444,7 @@ pub(crate) fn parse_completion_request(
         top_p,
         max_tokens,
         seed,
+        sampling,
         stream,
         include_usage,
         echo,
@@ -501,6 +641,75 @@ mod tests {
                 .code(),
             "missing_required_parameter"
         );
+    }
+
+    #[test]
+    fn sampling_options() {
+        let r = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":"END",
+            "top_k":40,"min_p":0.1,"repetition_penalty":1.1,"presence_penalty":-2,
+            "frequency_penalty":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.sampling,
+            SamplingOptions {
+                stop: vec!["END".into()],
+                top_k: Some(40),
+                min_p: Some(0.1),
+                repetition_penalty: Some(1.1),
+                presence_penalty: Some(-2.0),
+                frequency_penalty: Some(2.0),
+            }
+        );
+        // Absent, null, vLLM's top_k -1 / 0 and an empty stop list: all "off".
+        for extra in [
+            "",
+            r#","stop":null,"top_k":null,"min_p":null"#,
+            r#","top_k":-1,"stop":[]"#,
+            r#","top_k":0"#,
+        ] {
+            let r = parse(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}]{extra}}}"#
+            ))
+            .unwrap();
+            assert_eq!(r.sampling, SamplingOptions::default(), "{extra}");
+        }
+        let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_k":1e0}"#);
+        assert_eq!(
+            r.unwrap_err().param(),
+            Some("top_k"),
+            "floats are not integers"
+        );
+        let r = parse_completion_request(
+            br#"{"model":"m","prompt":"p","stop":["a","b"],"top_k":99999999999}"#,
+            10,
+        )
+        .unwrap();
+        assert_eq!(r.sampling.stop, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            r.sampling.top_k,
+            Some(u32::MAX),
+            "clamped: keeps every token"
+        );
+    }
+
+    #[test]
+    fn sampling_rejections_never_echo_stop_strings() {
+        let secret = "TOP-SECRET-STOP";
+        for stop in [
+            format!(r#"["{secret}","b","c","d","e"]"#),
+            format!(r#"["{secret}",""]"#),
+            format!(r#"["{secret}",{{"x":"{secret}"}}]"#),
+            format!(r#"{{"s":"{secret}"}}"#),
+        ] {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"{secret}"}}],"stop":{stop}}}"#
+            );
+            let e = parse(&body).unwrap_err();
+            assert_eq!(e.param(), Some("stop"), "{body}");
+            assert!(!e.to_json().to_string().contains(secret));
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
 use crate::backend::{BoxFuture, ChatEvent, ChatStream, FinishReason, ModelInfo, Usage};
-use crate::{ApiError, Backend, ChatRequest, CompletionRequest};
+use crate::{ApiError, Backend, ChatRequest, CompletionRequest, SamplingOptions};
 
 /// Longest server-sent-event line accepted from the upstream.
 const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
@@ -24,7 +24,10 @@ const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 ///   `stream_options.include_usage`), re-parsed and re-emitted as [`ChatEvent`]s; the HTTP
 ///   layer turns them back into a streamed or a single response, so both client modes work
 ///   whatever the client asked. Only validated, known fields are forwarded (model, messages
-///   as text, temperature, top_p, max_tokens, seed).
+///   as text, temperature, top_p, max_tokens, seed, and — only when the client set them —
+///   stop, presence_penalty, frequency_penalty and the vLLM/llama.cpp extensions top_k,
+///   min_p, repetition_penalty, under the same names). Stop strings are applied by the
+///   upstream.
 /// * Errors: unreachable upstream → 503 `upstream_unavailable`; upstream 5xx or an unusable
 ///   response → 502 `upstream_error` (503 stays 503); upstream 404 → 404 `model_not_found`;
 ///   other upstream 4xx → same status, `upstream_rejected`. Upstream error messages are not
@@ -184,6 +187,7 @@ impl Backend for UpstreamBackend {
             if let Some(s) = request.seed {
                 body["seed"] = json!(s);
             }
+            add_sampling(&mut body, &request.sampling);
             drop(request);
             self.stream_from("chat/completions", body).await
         })
@@ -208,9 +212,32 @@ impl Backend for UpstreamBackend {
             if let Some(s) = request.seed {
                 body["seed"] = json!(s);
             }
+            add_sampling(&mut body, &request.sampling);
             drop(request);
             self.stream_from("completions", body).await
         })
+    }
+}
+
+/// Adds the [`SamplingOptions`] the client gave to an upstream request body, unchanged.
+fn add_sampling(body: &mut Value, s: &SamplingOptions) {
+    if !s.stop.is_empty() {
+        body["stop"] = json!(s.stop);
+    }
+    if let Some(k) = s.top_k {
+        body["top_k"] = json!(k);
+    }
+    if let Some(p) = s.min_p {
+        body["min_p"] = json!(p);
+    }
+    if let Some(r) = s.repetition_penalty {
+        body["repetition_penalty"] = json!(r);
+    }
+    if let Some(p) = s.presence_penalty {
+        body["presence_penalty"] = json!(p);
+    }
+    if let Some(f) = s.frequency_penalty {
+        body["frequency_penalty"] = json!(f);
     }
 }
 

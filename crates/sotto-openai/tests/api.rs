@@ -465,6 +465,7 @@ async fn dropping_the_stream_stops_the_builtin_generation() {
         top_p: None,
         max_tokens: Some(500),
         seed: Some(1),
+        sampling: Default::default(),
         stream: true,
         include_usage: false,
     };

@@ -220,3 +220,97 @@ async fn relays_text_completions() {
     assert!(text.starts_with(prompt), "{text:?}");
     assert!(FULL_255.starts_with(&text), "{text:?}");
 }
+
+/// An upstream that records each request body and answers with a fixed, non-streamed
+/// completion (the relay converts it).
+async fn recording_upstream() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let record = record.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            record.lock().unwrap().push(v);
+            axum::Json(json!({
+                "choices": [{"message": {"content": "ok"}, "text": "ok", "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            }))
+        }
+    });
+    tokio::spawn(sotto_openai::serve_plain(listener, app));
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn sampling_fields_are_forwarded_unchanged() {
+    let (upstream, seen) = recording_upstream().await;
+    let outer = start_relay(&upstream).await;
+    let fields = json!({"stop": ["\n\n", "END"], "top_k": 20, "min_p": 0.25,
+                        "repetition_penalty": 1.5, "presence_penalty": -0.5,
+                        "frequency_penalty": 1.25});
+    let mut chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let mut completion = json!({"model": "m", "prompt": "hi"});
+    for (k, v) in fields.as_object().unwrap() {
+        chat[k] = v.clone();
+        completion[k] = v.clone();
+    }
+    let (status, body) = post_chat(&outer, &chat).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let resp = client()
+        .post(format!("{outer}/v1/completions"))
+        .json(&completion)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A single stop string is forwarded as a list of one; absent fields are not sent.
+    let (status, _) = post_chat(
+        &outer,
+        &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stop": "X"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for forwarded in &seen[..2] {
+        for (k, v) in fields.as_object().unwrap() {
+            assert_eq!(&forwarded[k], v, "{k}");
+        }
+    }
+    assert_eq!(seen[2]["stop"], json!(["X"]));
+    for k in [
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+    ] {
+        assert!(seen[2].get(k).is_none(), "{k} sent although absent");
+    }
+}
+
+#[tokio::test]
+async fn relayed_stop_strings_match_the_builtin() {
+    let (inner, _) = start_builtin().await;
+    let outer = start_relay(&inner).await;
+    let mut body = greedy(false);
+    body["stop"] = json!(["park."]);
+    let (_, direct) = post_chat(&inner, &body).await;
+    let (status, relayed) = post_chat(&outer, &body).await;
+    assert_eq!(status, 200, "{relayed}");
+    assert_eq!(relayed["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        relayed["choices"][0]["message"],
+        direct["choices"][0]["message"]
+    );
+    assert_eq!(relayed["usage"], direct["usage"]);
+    let cut = FULL_255.find("park.").unwrap();
+    assert_eq!(
+        relayed["choices"][0]["message"]["content"],
+        &FULL_255[..cut]
+    );
+}

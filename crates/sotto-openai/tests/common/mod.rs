@@ -72,6 +72,7 @@ pub fn reference_token_count() -> u32 {
         temperature: 0.0,
         top_p: 1.0,
         seed: 0,
+        ..Default::default()
     };
     model()
         .generate("", &params, &mut |piece| {
