@@ -50,9 +50,9 @@ pub use http::passkey::{
 };
 pub use http::{SEQ_HEADER, Store, VERSION_HEADER};
 pub use model::{
-    AccountId, AccountUsage, Ceremony, CeremonyKind, Challenge, ChangePage, Credential, CredentialId, CredentialKind, Item,
-    ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN, NewCredential, Quota, Session, StoredPasskey,
-    WriteOutcome,
+    AccountId, AccountUsage, Ceremony, CeremonyKind, Challenge, ChangePage, Credential,
+    CredentialId, CredentialKind, Item, ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN,
+    NewCredential, Quota, Session, StoredPasskey, WriteOutcome,
 };
 
 /// Unix time in milliseconds.

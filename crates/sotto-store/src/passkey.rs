@@ -91,7 +91,9 @@ pub(crate) struct RelyingParty {
 
 impl std::fmt::Debug for RelyingParty {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelyingParty").field("ttl", &self.ttl).finish()
+        f.debug_struct("RelyingParty")
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }
 
@@ -240,7 +242,11 @@ impl<B: Backend> Store<B> {
         Ok(ceremony)
     }
 
-    async fn open_passkey_session(&self, account: AccountId, credential: CredentialId) -> R<Response> {
+    async fn open_passkey_session(
+        &self,
+        account: AccountId,
+        credential: CredentialId,
+    ) -> R<Response> {
         let now = self.now();
         let (token, token_hash) = auth::new_token()?;
         let expires_at = now.saturating_add(self.limits().session_ttl.as_millis() as i64);
@@ -546,8 +552,9 @@ async fn login_finish<B: Backend>(
             break;
         }
     }
-    let (credential_id, mut passkey) =
-        found.ok_or(StoreError::PasskeyRejected(PasskeyRejection::UnknownCredential))?;
+    let (credential_id, mut passkey) = found.ok_or(StoreError::PasskeyRejected(
+        PasskeyRejection::UnknownCredential,
+    ))?;
     if passkey.update_credential(&result) == Some(true) {
         store
             .backend()

@@ -16,8 +16,8 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// SQLite migrations: `(version, SQL)`.
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
-    1,
-    r#"
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BLOB    PRIMARY KEY CHECK (length(id) = 16),
     created_at  INTEGER NOT NULL,
@@ -100,8 +100,8 @@ CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies(expires_at);
 /// PostgreSQL migrations: `(version, SQL)`, the same tables as [`SQLITE`].
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (
-    1,
-    r#"
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BYTEA   PRIMARY KEY CHECK (length(id) = 16),
     created_at  BIGINT  NOT NULL,

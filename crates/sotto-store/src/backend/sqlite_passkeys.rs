@@ -121,7 +121,10 @@ impl PasskeyBackend for SqliteBackend {
     async fn insert_ceremony(&self, ceremony: Ceremony, max_outstanding: u64, now: i64) -> R<()> {
         let keep = to_i64(max_outstanding.max(1) - 1)?;
         self.write(move |tx| {
-            tx.execute("DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1", [now])?;
+            tx.execute(
+                "DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1",
+                [now],
+            )?;
             tx.execute(
                 "DELETE FROM webauthn_ceremonies WHERE account_id = ?1 AND id NOT IN (
                      SELECT id FROM webauthn_ceremonies WHERE account_id = ?1
