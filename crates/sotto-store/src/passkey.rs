@@ -568,3 +568,111 @@ async fn login_finish<B: Backend>(
 pub(crate) fn relying_party(config: &PasskeyConfig) -> R<Arc<RelyingParty>> {
     config.build().map(Arc::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relying_party_config() {
+        assert!(
+            PasskeyConfig::new("example.com", "https://chat.example.com")
+                .build()
+                .is_ok()
+        );
+        for (id, origin) in [
+            ("example.com", "https://chat.other.com"),
+            ("example.com", "not a url"),
+            ("chat.example.com", "https://example.com"),
+        ] {
+            assert!(
+                matches!(
+                    PasskeyConfig::new(id, origin).build(),
+                    Err(StoreError::InvalidConfig(_))
+                ),
+                "{id} {origin}"
+            );
+        }
+        let mut zero = PasskeyConfig::new("example.com", "https://example.com");
+        zero.ceremony_ttl = Duration::ZERO;
+        assert!(matches!(zero.build(), Err(StoreError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn webauthn_errors_map_to_codes() {
+        use PasskeyRejection as P;
+        for (e, code) in [
+            (WebauthnError::InvalidRPOrigin, P::OriginMismatch.code()),
+            (
+                WebauthnError::CredentialCrossOrigin,
+                P::OriginMismatch.code(),
+            ),
+            (WebauthnError::InvalidRPIDHash, P::RpIdMismatch.code()),
+            (WebauthnError::UserNotVerified, P::UserNotVerified.code()),
+            (WebauthnError::UserNotPresent, P::UserNotVerified.code()),
+            (
+                WebauthnError::MismatchedChallenge,
+                P::ChallengeMismatch.code(),
+            ),
+            (
+                WebauthnError::CredentialNotFound,
+                P::UnknownCredential.code(),
+            ),
+            (
+                WebauthnError::CredentialPossibleCompromise,
+                P::CounterRegression.code(),
+            ),
+            (WebauthnError::AuthenticationFailure, P::BadSignature.code()),
+            (WebauthnError::InvalidClientDataType, P::Invalid.code()),
+            (
+                WebauthnError::CredentialExcludedFromRequest,
+                "duplicate_credential",
+            ),
+            (
+                WebauthnError::CredentialAlreadyExists,
+                "duplicate_credential",
+            ),
+        ] {
+            let mapped = rejected(e);
+            assert_eq!(mapped.code(), code);
+        }
+        // Every rejection is a 401 with its own code.
+        let all = [
+            P::OriginMismatch,
+            P::RpIdMismatch,
+            P::UserNotVerified,
+            P::ChallengeMismatch,
+            P::UnknownCredential,
+            P::CounterRegression,
+            P::BadSignature,
+            P::Invalid,
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(|p| p.code()).collect();
+        assert_eq!(codes.len(), all.len());
+        for p in all {
+            assert_eq!(
+                StoreError::PasskeyRejected(p).status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+
+    #[test]
+    fn prf_results_are_refused() {
+        let with = |ext: serde_json::Value| CeremonyFinishRequest {
+            ceremony_id: "00".repeat(16),
+            credential: serde_json::json!({"clientExtensionResults": ext}),
+        };
+        assert!(matches!(
+            parse_finish::<serde_json::Value>(with(
+                serde_json::json!({"prf": {"results": {"first": "AAAA"}}})
+            )),
+            Err(StoreError::MalformedRequest(m)) if m.contains("prf")
+        ));
+        // `prf.enabled` alone (registration) carries no secret and is accepted.
+        assert!(
+            parse_finish::<serde_json::Value>(with(serde_json::json!({"prf": {"enabled": true}})))
+                .is_ok()
+        );
+    }
+}

@@ -710,6 +710,15 @@ async fn login_rejections(db: &Db) {
     )
     .await;
 
+    // clientDataJSON of the wrong type (a registration's), otherwise genuine.
+    let (c, options) = login_start(&server, &cli.account).await;
+    let a = get(&mut soft, &options, ORIGIN).await.unwrap();
+    let mut client_data: Value = serde_json::from_slice(&a.response.client_data_json).unwrap();
+    client_data["type"] = json!("webauthn.create");
+    let mut j = asserted_json(&a);
+    j["response"]["clientDataJSON"] = json!(b64u(&serde_json::to_vec(&client_data).unwrap()));
+    expect_error(login_finish(&server, &c, j).await, 401, "passkey_invalid").await;
+
     // User verification missing: a client that downgraded the request to "discouraged".
     let (c, mut options) = login_start(&server, &cli.account).await;
     options["publicKey"]["userVerification"] = json!("discouraged");
