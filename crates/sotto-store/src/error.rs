@@ -59,6 +59,17 @@ pub enum StoreError {
     /// The credential has been removed from the account. HTTP 401, code `credential_revoked`.
     #[error("credential revoked")]
     CredentialRevoked,
+    /// The WebAuthn ceremony id is unknown, was already used (ceremonies are single use), or
+    /// is of another kind than the endpoint. HTTP 401, code `invalid_ceremony`.
+    #[error("unknown or already used WebAuthn ceremony")]
+    InvalidCeremony,
+    /// The WebAuthn ceremony has expired; start again. HTTP 401, code `ceremony_expired`.
+    #[error("WebAuthn ceremony expired")]
+    CeremonyExpired,
+    /// The WebAuthn response did not verify; the variant says why. HTTP 401, code
+    /// [`PasskeyRejection::code`].
+    #[error("passkey rejected: {0}")]
+    PasskeyRejected(PasskeyRejection),
     /// The session is valid but belongs to another account. HTTP 403, code `forbidden`.
     #[error("this session may not access that account")]
     Forbidden,
@@ -80,6 +91,10 @@ pub enum StoreError {
         /// Version of the deletion (the current version).
         version: u64,
     },
+    /// The store was started without a WebAuthn relying party (`--rp-id`/`--rp-origin`).
+    /// HTTP 404, code `passkeys_disabled`.
+    #[error("passkeys are not enabled on this store")]
+    PasskeysDisabled,
     /// No such wrapped-key record. HTTP 404, code `key_not_found`.
     #[error("wrapped key not found")]
     KeyNotFound,
@@ -178,6 +193,60 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+/// Why a WebAuthn registration or assertion was refused (the detail of
+/// [`StoreError::PasskeyRejected`]). Each has its own stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasskeyRejection {
+    /// `clientDataJSON.origin` is not the configured origin (or is cross-origin). Code
+    /// `passkey_origin_mismatch`.
+    #[error("origin mismatch")]
+    OriginMismatch,
+    /// The authenticator data is for another relying-party id. Code
+    /// `passkey_rp_id_mismatch`.
+    #[error("relying-party id mismatch")]
+    RpIdMismatch,
+    /// The authenticator did not verify the user (the UV flag is required). Code
+    /// `passkey_user_not_verified`.
+    #[error("user not verified")]
+    UserNotVerified,
+    /// `clientDataJSON.challenge` is not this ceremony's challenge. Code
+    /// `passkey_challenge_mismatch`.
+    #[error("challenge mismatch")]
+    ChallengeMismatch,
+    /// The assertion is from a credential that is not an active passkey of the account. Code
+    /// `passkey_unknown_credential`.
+    #[error("unknown passkey")]
+    UnknownCredential,
+    /// The signature counter did not increase (a cloned authenticator?). Code
+    /// `passkey_counter_regression`.
+    #[error("signature counter did not increase")]
+    CounterRegression,
+    /// The signature does not verify. Code `passkey_bad_signature`.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// Any other malformed or unacceptable WebAuthn response (client data type, CBOR,
+    /// algorithm, attestation). Code `passkey_invalid`.
+    #[error("invalid WebAuthn response")]
+    Invalid,
+}
+
+impl PasskeyRejection {
+    /// Stable, machine-readable error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::OriginMismatch => "passkey_origin_mismatch",
+            Self::RpIdMismatch => "passkey_rp_id_mismatch",
+            Self::UserNotVerified => "passkey_user_not_verified",
+            Self::ChallengeMismatch => "passkey_challenge_mismatch",
+            Self::UnknownCredential => "passkey_unknown_credential",
+            Self::CounterRegression => "passkey_counter_regression",
+            Self::BadSignature => "passkey_bad_signature",
+            Self::Invalid => "passkey_invalid",
+        }
+    }
+}
+
 impl StoreError {
     /// Stable, machine-readable error code.
     pub fn code(&self) -> &'static str {
@@ -194,6 +263,10 @@ impl StoreError {
             Self::ChallengeExpired => "challenge_expired",
             Self::BadSignature => "bad_signature",
             Self::CredentialRevoked => "credential_revoked",
+            Self::InvalidCeremony => "invalid_ceremony",
+            Self::CeremonyExpired => "ceremony_expired",
+            Self::PasskeyRejected(r) => r.code(),
+            Self::PasskeysDisabled => "passkeys_disabled",
             Self::Forbidden => "forbidden",
             Self::UnknownAccount => "unknown_account",
             Self::UnknownCredential => "unknown_credential",
@@ -233,12 +306,16 @@ impl StoreError {
             | Self::InvalidChallenge
             | Self::ChallengeExpired
             | Self::BadSignature
-            | Self::CredentialRevoked => StatusCode::UNAUTHORIZED,
+            | Self::CredentialRevoked
+            | Self::InvalidCeremony
+            | Self::CeremonyExpired
+            | Self::PasskeyRejected(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::UnknownAccount
             | Self::UnknownCredential
             | Self::ItemNotFound
             | Self::KeyNotFound
+            | Self::PasskeysDisabled
             | Self::NotFound => StatusCode::NOT_FOUND,
             Self::ItemDeleted { .. } => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -27,6 +27,9 @@ use crate::{
     NewCredential, Quota, Session, StoreError, api, auth,
 };
 
+#[path = "passkey.rs"]
+pub(crate) mod passkey;
+
 type R<T> = Result<T, StoreError>;
 
 /// Header carrying an item's or key's version on `GET` (also in `ETag` as `"N"`).
@@ -51,6 +54,8 @@ struct Inner<B> {
     backend: B,
     limits: Limits,
     clock: Arc<dyn Clock>,
+    /// The WebAuthn relying party; `None`: passkey endpoints answer `passkeys_disabled`.
+    passkeys: Option<Arc<passkey::RelyingParty>>,
 }
 
 impl<B: std::fmt::Debug> std::fmt::Debug for Store<B> {
@@ -76,8 +81,20 @@ impl<B: Backend> Store<B> {
                 backend,
                 limits,
                 clock,
+                passkeys: None,
             }),
         })
+    }
+
+    /// Enables WebAuthn passkeys (registration and login ceremonies) with this relying
+    /// party. Call before the store is cloned or served.
+    pub fn with_passkeys(mut self, config: &passkey::PasskeyConfig) -> R<Self> {
+        let rp = passkey::relying_party(config)?;
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
+            StoreError::InvalidConfig("with_passkeys on a store already in use".into())
+        })?;
+        inner.passkeys = Some(rp);
+        Ok(self)
     }
 
     /// The backend.
@@ -133,6 +150,7 @@ impl<B: Backend> Store<B> {
                     .put(put_item::<B>)
                     .delete(delete_item::<B>),
             )
+            .merge(passkey::routes::<B>())
             .fallback(|| async { StoreError::NotFound })
             .method_not_allowed_fallback(|| async { StoreError::MethodNotAllowed })
             .layer(middleware::from_fn(access_log))
@@ -419,6 +437,10 @@ async fn issue_challenge<B: Backend>(
     if credential.revoked_at.is_some() {
         return Err(StoreError::CredentialRevoked);
     }
+    // Passkeys log in through the WebAuthn ceremony (`/v1/auth/passkey/*`), never here.
+    if credential.kind != CredentialKind::DeviceEd25519 {
+        return Err(StoreError::UnsupportedCredentialKind);
+    }
     let now = store.now();
     let challenge = crate::Challenge {
         challenge: auth::new_challenge()?,
@@ -474,6 +496,8 @@ async fn open_session<B: Backend>(
             &auth::auth_message(&account, &credential_id, &challenge),
             &signature,
         )?,
+        // No challenge is ever issued to a passkey (see `issue_challenge`).
+        CredentialKind::WebauthnPasskey => return Err(StoreError::UnsupportedCredentialKind),
     }
     let (token, token_hash) = auth::new_token()?;
     let expires_at = now.saturating_add(store.limits().session_ttl.as_millis() as i64);

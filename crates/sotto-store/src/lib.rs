@@ -39,15 +39,20 @@ use std::{future::Future, net::SocketAddr};
 
 pub use auth::{AUTH_LABEL, auth_message, verify_device_signature};
 pub use backend::{
-    AnyBackend, Backend, PostgresBackend, SCHEMA_VERSION, SqliteBackend,
+    AnyBackend, Backend, PasskeyBackend, PostgresBackend, SCHEMA_VERSION, SqliteBackend,
     postgres::validate_schema_name,
 };
 pub use config::{BackendConfig, Clock, Limits, StoreConfig, SystemClock};
-pub use error::StoreError;
+pub use error::{PasskeyRejection, StoreError};
+pub use http::passkey::{
+    CeremonyFinishRequest, CeremonyStartResponse, LoginStartRequest, LoginStartResponse,
+    PasskeyConfig, PasskeySessionResponse, RegisterStartRequest, RegisterStartResponse,
+};
 pub use http::{SEQ_HEADER, Store, VERSION_HEADER};
 pub use model::{
-    AccountId, AccountUsage, Challenge, ChangePage, Credential, CredentialId, CredentialKind, Item,
-    ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN, NewCredential, Quota, Session, WriteOutcome,
+    AccountId, AccountUsage, Ceremony, CeremonyKind, Challenge, ChangePage, Credential,
+    CredentialId, CredentialKind, Item, ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN,
+    NewCredential, Quota, Session, StoredPasskey, WriteOutcome,
 };
 
 /// Unix time in milliseconds.
@@ -111,9 +116,20 @@ impl BoundStore {
 
 /// Opens the database (running migrations) and binds the listener.
 pub async fn bind(config: StoreConfig) -> Result<BoundStore, StoreError> {
+    bind_with_passkeys(config, None).await
+}
+
+/// [`bind`], with WebAuthn passkeys enabled when `passkeys` is given.
+pub async fn bind_with_passkeys(
+    config: StoreConfig,
+    passkeys: Option<PasskeyConfig>,
+) -> Result<BoundStore, StoreError> {
     config.limits.validate()?;
     let backend = open_backend(&config.backend).await?;
-    let store = Store::new(backend, config.limits)?;
+    let mut store = Store::new(backend, config.limits)?;
+    if let Some(passkeys) = &passkeys {
+        store = store.with_passkeys(passkeys)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "store listening");

@@ -18,7 +18,7 @@ use std::{
 };
 
 use clap::{ArgGroup, Parser};
-use sotto_store::{BackendConfig, Limits, StoreConfig};
+use sotto_store::{BackendConfig, Limits, PasskeyConfig, StoreConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +55,17 @@ struct Args {
     /// Bearer session lifetime, seconds.
     #[arg(long, value_name = "SECS")]
     session_ttl: Option<u64>,
+    /// WebAuthn relying-party id (a registrable domain, e.g. `example.com`); with
+    /// `--rp-origin` it enables passkey registration and login.
+    #[arg(long, requires = "rp_origin")]
+    rp_id: Option<String>,
+    /// The web client's origin (e.g. `https://chat.example.com`); its host must be the
+    /// `--rp-id` or a subdomain of it.
+    #[arg(long, requires = "rp_id")]
+    rp_origin: Option<String>,
+    /// Name authenticators show for the relying party (default: the `--rp-id`).
+    #[arg(long, requires = "rp_id")]
+    rp_name: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +100,13 @@ fn main() -> ExitCode {
         },
         _ => unreachable!("clap enforces exactly one of --sqlite / --postgres"),
     };
+    let passkeys = match (args.rp_id, args.rp_origin) {
+        (Some(rp_id), Some(rp_origin)) => Some(PasskeyConfig {
+            rp_name: args.rp_name,
+            ..PasskeyConfig::new(rp_id, rp_origin)
+        }),
+        _ => None,
+    };
     let config = StoreConfig {
         backend,
         listen: args.listen,
@@ -106,7 +124,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let bound = sotto_store::bind(config).await?;
+        let bound = sotto_store::bind_with_passkeys(config, passkeys).await?;
         println!("store listening on {}", bound.local_addr());
         let _ = std::io::stdout().flush();
         bound.run_until(shutdown_signal()).await

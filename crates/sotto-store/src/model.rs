@@ -122,14 +122,18 @@ client_name!(
     "key"
 );
 
-/// What a credential is. Only device keys are implemented; WebAuthn passkeys are the planned
-/// second kind (see `docs/store.md`, "Extension point: passkeys").
+/// What a credential is: a device key or a WebAuthn passkey (see `docs/store.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CredentialKind {
     /// An Ed25519 device key (32-byte public key) that signs auth challenges. Wire name
     /// `device-ed25519`.
     DeviceEd25519,
+    /// A WebAuthn passkey, registered and used only through the WebAuthn ceremonies
+    /// (`/v1/accounts/{a}/passkeys/register/*`, `/v1/auth/passkey/*`). Its `public_key` is the
+    /// WebAuthn credential id (raw bytes); the verified COSE key and signature counter are
+    /// kept beside it. Wire name `webauthn-passkey`.
+    WebauthnPasskey,
 }
 
 impl CredentialKind {
@@ -137,6 +141,7 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DeviceEd25519 => "device-ed25519",
+            Self::WebauthnPasskey => "webauthn-passkey",
         }
     }
 
@@ -144,14 +149,18 @@ impl CredentialKind {
     pub fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "device-ed25519" => Ok(Self::DeviceEd25519),
+            "webauthn-passkey" => Ok(Self::WebauthnPasskey),
             _ => Err(StoreError::UnsupportedCredentialKind),
         }
     }
 
-    /// Checks that `public_key` is acceptable for this kind.
+    /// Checks that `public_key` is acceptable for this kind. Passkeys are refused here
+    /// (`unsupported_credential_kind`): they can only be added by a verified WebAuthn
+    /// registration ceremony, never by naming a key.
     pub fn validate_public_key(self, public_key: &[u8]) -> Result<(), StoreError> {
         match self {
             Self::DeviceEd25519 => crate::auth::device_key(public_key).map(|_| ()),
+            Self::WebauthnPasskey => Err(StoreError::UnsupportedCredentialKind),
         }
     }
 }
@@ -292,4 +301,64 @@ pub struct ChangePage {
     pub items: Vec<Item>,
     /// Whether more changes follow this page.
     pub more: bool,
+}
+
+/// What a pending WebAuthn ceremony is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Registering a passkey to an existing account (started by an authenticated session).
+    Register,
+    /// Creating a new account whose first credential is a passkey.
+    RegisterNewAccount,
+    /// Logging in with one of the account's passkeys.
+    Authenticate,
+}
+
+impl CeremonyKind {
+    /// The name kept in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::RegisterNewAccount => "register-new-account",
+            Self::Authenticate => "authenticate",
+        }
+    }
+
+    /// Parses a database name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "register" => Ok(Self::Register),
+            "register-new-account" => Ok(Self::RegisterNewAccount),
+            "authenticate" => Ok(Self::Authenticate),
+            _ => Err(StoreError::storage("unknown ceremony kind stored")),
+        }
+    }
+}
+
+/// A pending WebAuthn ceremony: the relying party's state between `start` and `finish`
+/// (it holds the challenge). Single use and short-lived, like [`Challenge`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ceremony {
+    /// 16 random bytes naming it (the client echoes them at `finish`).
+    pub id: [u8; 16],
+    /// What it is for.
+    pub kind: CeremonyKind,
+    /// The account: the one registering or logging in, or (for
+    /// [`CeremonyKind::RegisterNewAccount`]) the id the new account will get.
+    pub account: AccountId,
+    /// `webauthn-rs`'s serialized ceremony state (JSON: challenge, policy, allowed
+    /// credentials). It holds no secret of the user.
+    pub state: String,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A registered passkey as the relying party keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPasskey {
+    /// The store's credential id.
+    pub credential: CredentialId,
+    /// `webauthn-rs`'s serialized `Passkey` (JSON: credential id, COSE public key, signature
+    /// counter, backup flags).
+    pub passkey: String,
 }

@@ -52,6 +52,15 @@ impl RootSecret {
         RootSecret(Zeroizing::new(bytes))
     }
 
+    /// A passkey's root secret: the 32-byte WebAuthn PRF result
+    /// (`clientExtensionResults.prf.results.first`) of an assertion whose
+    /// `extensions.prf.eval.first` was [`prf_salt`]. Same as [`from_bytes`](Self::from_bytes);
+    /// named so that callers say where the bytes come from. The PRF result never leaves the
+    /// client (the store refuses a WebAuthn response that carries it).
+    pub fn from_prf_output(prf_first: [u8; 32]) -> Self {
+        Self::from_bytes(prf_first)
+    }
+
     /// From a slice that must be exactly 32 bytes (a PRF result).
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         let a: [u8; 32] = bytes

@@ -11,12 +11,13 @@
 //! client's bytes exactly as sent.
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// SQLite migrations: `(version, SQL)`.
-pub(crate) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BLOB    PRIMARY KEY CHECK (length(id) = 16),
     created_at  INTEGER NOT NULL,
@@ -70,12 +71,37 @@ CREATE TABLE items (
 );
 CREATE UNIQUE INDEX items_seq ON items(account_id, seq);
 "#,
-)];
+    ),
+    (2, SQLITE_PASSKEYS),
+];
+
+/// Migration 2 (SQLite): WebAuthn passkeys. A passkey is a `credentials` row of kind
+/// `webauthn-passkey` (its `public_key` is the WebAuthn credential id) plus a `passkeys` row
+/// with webauthn-rs's serialized `Passkey` (COSE key, signature counter). Pending ceremonies
+/// (registration or login) are kept until used or expired; the new-account ceremony names an
+/// account that does not exist yet, hence no foreign key on `account_id`.
+const SQLITE_PASSKEYS: &str = r#"
+CREATE TABLE passkeys (
+    credential_id BLOB    PRIMARY KEY REFERENCES credentials(id),
+    account_id    BLOB    NOT NULL REFERENCES accounts(id),
+    passkey       TEXT    NOT NULL
+);
+CREATE INDEX passkeys_account ON passkeys(account_id);
+CREATE TABLE webauthn_ceremonies (
+    id          BLOB    PRIMARY KEY CHECK (length(id) = 16),
+    kind        TEXT    NOT NULL,
+    account_id  BLOB    NOT NULL CHECK (length(account_id) = 16),
+    state       TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies(expires_at);
+"#;
 
 /// PostgreSQL migrations: `(version, SQL)`, the same tables as [`SQLITE`].
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BYTEA   PRIMARY KEY CHECK (length(id) = 16),
     created_at  BIGINT  NOT NULL,
@@ -132,7 +158,27 @@ CREATE UNIQUE INDEX items_seq ON items(account_id, seq);
 ALTER TABLE items ALTER COLUMN blob SET STORAGE EXTERNAL;
 ALTER TABLE wrapped_keys ALTER COLUMN blob SET STORAGE EXTERNAL;
 "#,
-)];
+    ),
+    (2, POSTGRES_PASSKEYS),
+];
+
+/// Migration 2 (PostgreSQL), the same tables as [`SQLITE_PASSKEYS`].
+const POSTGRES_PASSKEYS: &str = r#"
+CREATE TABLE passkeys (
+    credential_id BYTEA   PRIMARY KEY REFERENCES credentials(id),
+    account_id    BYTEA   NOT NULL REFERENCES accounts(id),
+    passkey       TEXT    NOT NULL
+);
+CREATE INDEX passkeys_account ON passkeys(account_id);
+CREATE TABLE webauthn_ceremonies (
+    id          BYTEA   PRIMARY KEY CHECK (length(id) = 16),
+    kind        TEXT    NOT NULL,
+    account_id  BYTEA   NOT NULL CHECK (length(account_id) = 16),
+    state       TEXT    NOT NULL,
+    expires_at  BIGINT  NOT NULL
+);
+CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies(expires_at);
+"#;
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 //! * Time is passed in (`now`, Unix milliseconds): the backends never read a clock.
 
 mod migrations;
+pub mod passkeys;
 pub mod postgres;
 pub mod sqlite;
 
@@ -25,6 +26,7 @@ use crate::{
 use crate::{Item, model::CredentialKind};
 
 pub use migrations::SCHEMA_VERSION;
+pub use passkeys::PasskeyBackend;
 pub use postgres::PostgresBackend;
 pub use sqlite::SqliteBackend;
 
@@ -34,7 +36,7 @@ type R<T> = Result<T, StoreError>;
 ///
 /// Implementations hold no plaintext: blobs are the clients' ciphertext, stored and returned
 /// byte for byte.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: passkeys::PasskeyBackend + Send + Sync + 'static {
     /// Creates an account with its first credential. Fails with
     /// [`StoreError::Storage`] if the id exists (ids are random, 128 bits).
     fn create_account(

@@ -12,6 +12,9 @@
 //! * **No TLS.** Connect over loopback, a Unix socket or a private network; the database only
 //!   ever holds ciphertext, but credentials and timing still deserve a private link.
 
+#[path = "postgres_passkeys.rs"]
+mod passkeys;
+
 use std::time::Duration;
 
 use deadpool_postgres::{

@@ -10,6 +10,9 @@
 //!   has a single writer anyway, and every write transaction is `BEGIN IMMEDIATE`. One
 //!   process per database file (the relay); for several relays use PostgreSQL.
 
+#[path = "sqlite_passkeys.rs"]
+mod passkeys;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
