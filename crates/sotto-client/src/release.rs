@@ -86,16 +86,22 @@ pub(crate) async fn check_view(
     };
     let seen = match checkpoint_of(&seen_bytes) {
         Ok(c) if c.origin() == new.origin() => c,
-        // A view of another log (configuration changed) or an unreadable file: the first
-        // sight of this log, as above. Corruption is not silently ignored, it is replaced
-        // by a view that verified just now.
-        _ => {
-            remember(config, &mut guard, &release.signed_checkpoint)?;
-            return Ok(format!(
-                "first checkpoint seen for {} (size {}); stored",
-                new.origin(),
-                new.size()
-            ));
+        // The view file is per log origin, so another origin in it, like an unparseable
+        // file, is corruption or tampering. Treating it as a first sight would silently
+        // disable fork detection; the user has to look at it (and may delete it).
+        Ok(_) => {
+            return Err(ReleaseError::ViewCorrupt(format!(
+                "the stored log view{} holds a checkpoint of another log",
+                view_name(config)
+            ))
+            .into());
+        }
+        Err(_) => {
+            return Err(ReleaseError::ViewCorrupt(format!(
+                "the stored log view{} is not a checkpoint",
+                view_name(config)
+            ))
+            .into());
         }
     };
     let Some((old_size, new_size)) = sotto_release::consistency_needed(&seen, new)? else {
@@ -124,6 +130,13 @@ pub(crate) async fn check_view(
         seen.size(),
         new.size()
     ))
+}
+
+fn view_name(config: &ReleaseConfig) -> String {
+    match &config.view_file {
+        Some(p) => format!(" {}", p.display()),
+        None => String::new(),
+    }
 }
 
 fn remember(
@@ -268,7 +281,9 @@ impl LogClient {
         Err(log_err(format!("log tile {} not found", tile.path())))
     }
 
-    async fn get(&self, path: &str, max: usize) -> Result<Option<Vec<u8>>, ClientError> {
+    /// GET `path` under the log's base URL with a bounded body (at most `max` bytes; the
+    /// log server is untrusted); `None` on 404.
+    pub async fn get(&self, path: &str, max: usize) -> Result<Option<Vec<u8>>, ClientError> {
         let url = format!("{}/{path}", self.base);
         let resp = self
             .http

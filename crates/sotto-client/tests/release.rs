@@ -328,3 +328,39 @@ async fn a_forked_log_view_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_foreign_log_view_is_refused_not_replaced() {
+    within(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let view = tmp.path().join("view");
+        let r = sign_release(&manifest("1.0.0"), &release_key()).unwrap();
+        let log = log_with(&tmp.path().join("log"), std::slice::from_ref(&r), true);
+        let (log_url, _srv) = serve_log(&tmp.path().join("log")).await;
+        let (stack, relay) = enclave_with(Some(proof_for(&log, &r, 0))).await;
+
+        // Garbage in the view file: not a first sight (that would reset fork detection).
+        std::fs::write(&view, b"not a checkpoint").unwrap();
+        let e = connect_err(&config(relay.url(), &view, Some(log_url.clone()))).await;
+        assert_eq!(e.code(), "LOG_VIEW_CORRUPT", "{e}");
+        assert_eq!(std::fs::read(&view).unwrap(), b"not a checkpoint");
+
+        // A valid checkpoint of another log in this log's view file.
+        let other_key = Ed25519Signer::from_seed("other.example/log", &[9; 32]).unwrap();
+        let other = Log::open(tmp.path().join("other"), "other.example/log", other_key).unwrap();
+        other.append_batch(&[b"x".to_vec()]).unwrap();
+        let foreign = std::fs::read(tmp.path().join("other/checkpoint")).unwrap();
+        std::fs::write(&view, &foreign).unwrap();
+        let e = connect_err(&config(relay.url(), &view, Some(log_url.clone()))).await;
+        assert_eq!(e.code(), "LOG_VIEW_CORRUPT", "{e}");
+        assert_eq!(std::fs::read(&view).unwrap(), foreign);
+        assert_eq!(stack.api_requests(), 0, "nothing may reach the enclave API");
+
+        // Once the user removes the file, the next connection is a first sight again.
+        std::fs::remove_file(&view).unwrap();
+        sotto_client::connect(&config(relay.url(), &view, Some(log_url)))
+            .await
+            .expect("first sight after the user removed the view");
+    })
+    .await;
+}

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 mod error;
 pub mod state;
 pub mod store;
@@ -28,8 +29,8 @@ use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use sotto_vault::{
     Conversation, CredentialKeys, CredentialKind, DeviceDirectory, DeviceEntry, Folder, ItemKind,
-    Message, Payload, Role, SeenVersions, SyncFinding, Vault, key_between, merge_conversation,
-    merge_folder,
+    Message, Payload, Role, SeenVersions, Settings, SyncFinding, Vault, key_between,
+    merge_conversation, merge_folder,
 };
 
 pub use error::{HistoryError, Result};
@@ -39,6 +40,8 @@ use store::{Put, StoreClient};
 
 /// Item id of the device directory.
 pub const DEVICES_ITEM: &str = "devices";
+/// Item id of the account's settings.
+pub const SETTINGS_ITEM: &str = "settings";
 /// How many times a conflicting write is merged and retried.
 pub const MAX_WRITE_ATTEMPTS: usize = 8;
 
@@ -62,11 +65,42 @@ pub struct Snapshot {
     pub conversations: Vec<Entry<Conversation>>,
     /// The device directory.
     pub devices: Option<Entry<DeviceDirectory>>,
+    /// The account's settings, if any were saved.
+    pub settings: Option<Entry<Settings>>,
     /// Ids of deleted items (tombstones).
     pub deleted: Vec<String>,
 }
 
 impl Snapshot {
+    fn add(&mut self, id: String, version: u64, payload: Option<Payload>) {
+        match payload {
+            None => self.deleted.push(id),
+            Some(Payload::Conversation(value)) => {
+                self.conversations.push(Entry { id, version, value })
+            }
+            Some(Payload::Folder(value)) => self.folders.push(Entry { id, version, value }),
+            Some(Payload::Devices(value)) if id == DEVICES_ITEM => {
+                self.devices = Some(Entry { id, version, value })
+            }
+            Some(Payload::Settings(value)) if id == SETTINGS_ITEM => {
+                self.settings = Some(Entry { id, version, value })
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn sort(&mut self) {
+        self.folders
+            .sort_by(|a, b| (&a.value.order_key, &a.id).cmp(&(&b.value.order_key, &b.id)));
+        self.conversations.sort_by(|a, b| {
+            (&a.value.folder_id, &a.value.order_key, &a.id).cmp(&(
+                &b.value.folder_id,
+                &b.value.order_key,
+                &b.id,
+            ))
+        });
+    }
+
     /// A folder by id or by exact name.
     pub fn folder(&self, id_or_name: &str) -> Option<&Entry<Folder>> {
         self.folders
@@ -96,6 +130,18 @@ pub struct DeviceInfo {
     pub in_directory: bool,
 }
 
+/// How the last [`HistoryClient::sync`] ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    /// The complete listing (first sync, `sync_full`, or a cache that lagged behind).
+    Full,
+    /// Only the changes after the saved cursor; `changes` of them.
+    Incremental {
+        /// Changes fetched.
+        changes: usize,
+    },
+}
+
 /// A device's history client: logged in, vault unlocked.
 pub struct HistoryClient {
     dir: PathBuf,
@@ -104,6 +150,8 @@ pub struct HistoryClient {
     vault: Vault,
     seen: SeenVersions,
     store: StoreClient,
+    cache: cache::Cache,
+    last_sync: Option<SyncKind>,
 }
 
 impl std::fmt::Debug for HistoryClient {
@@ -240,6 +288,8 @@ impl HistoryClient {
             vault,
             seen,
             store,
+            cache: cache::Cache::new(dir),
+            last_sync: None,
         })
     }
 
@@ -299,6 +349,11 @@ impl HistoryClient {
     /// The unlocked vault (read-only; for tests and tools).
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// How the last sync ran (`None` before the first).
+    pub fn last_sync(&self) -> Option<SyncKind> {
+        self.last_sync
     }
 
     fn persist_seen(&self) -> Result<()> {
@@ -369,6 +424,7 @@ impl HistoryClient {
                     }
                     self.seen.record_own_write(id.as_bytes(), &blob)?;
                     self.persist_seen()?;
+                    self.cache.put(id, v, &blob)?;
                     return Ok(v);
                 }
                 Put::Conflict(_) => {
@@ -385,11 +441,84 @@ impl HistoryClient {
         Err(HistoryError::ConflictRetriesExhausted)
     }
 
-    /// Reads every item (complete listing), checks it against this device's history and
-    /// returns the decrypted account.
+    /// Brings this device up to date and returns the decrypted account.
+    ///
+    /// Incremental when the local cache is complete: only the changes after the saved
+    /// cursor are fetched, each checked like any read, and the rest is opened from the
+    /// cached (encrypted) blobs. A store-level deletion of an item this device holds is
+    /// `ITEM_WITHHELD`. Falls back to [`HistoryClient::sync_full`] when there is no cursor
+    /// or the cache lags behind `seen.json` (e.g. after a crash).
     pub async fn sync(&mut self) -> Result<Snapshot> {
+        match self.sync_incremental().await? {
+            Some(snap) => Ok(snap),
+            None => self.sync_full().await,
+        }
+    }
+
+    async fn sync_incremental(&mut self) -> Result<Option<Snapshot>> {
         use base64ct::{Base64, Encoding};
-        let listing = self.store.full_listing().await?;
+        let Some(cursor) = self.cache.cursor() else {
+            return Ok(None);
+        };
+        let (changes, next) = self.store.changes_since(cursor).await?;
+        let fetched = changes.len();
+        for c in changes {
+            valid_item_id(&c.item_id).map_err(|_| HistoryError::Protocol("bad item id"))?;
+            match &c.blob {
+                Some(b64) => {
+                    let blob =
+                        Base64::decode_vec(b64).map_err(|_| HistoryError::Protocol("bad blob"))?;
+                    self.accept(&c.item_id, None, c.version, &blob)?;
+                    self.cache.put(&c.item_id, c.version, &blob)?;
+                }
+                None if c.deleted => {
+                    // A store-level deletion, which this client never writes.
+                    let id = c.item_id.as_bytes();
+                    if let Some(v) = self.seen.highest(id)
+                        && self.seen.is_deleted(id) == Some(false)
+                    {
+                        return Err(HistoryError::Sync(vec![SyncFinding::Withheld {
+                            item_id: id.to_vec(),
+                            last_version: v,
+                        }]));
+                    }
+                    self.cache.remove(&c.item_id)?;
+                }
+                None => return Err(HistoryError::Protocol("change without its blob")),
+            }
+        }
+        // Every item this device accepted must be in the cache at the version it accepted;
+        // otherwise the cache lags (a crash after seen.json was written) and is rebuilt.
+        let mut snap = Snapshot::default();
+        let known: Vec<Vec<u8>> = self.seen.known_items().collect();
+        for id in known {
+            let Ok(id) = String::from_utf8(id) else {
+                return Ok(None);
+            };
+            let Some((version, blob)) = self.cache.get(&id) else {
+                return Ok(None);
+            };
+            if self.seen.highest(id.as_bytes()) != Some(version) {
+                return Ok(None);
+            }
+            // Opened and checked again: the cache is local but not trusted to be intact.
+            let Ok(payload) = self.accept(&id, None, version, &blob) else {
+                return Ok(None);
+            };
+            snap.add(id, version, payload);
+        }
+        self.cache.set_cursor(next)?;
+        snap.sort();
+        self.last_sync = Some(SyncKind::Incremental { changes: fetched });
+        Ok(Some(snap))
+    }
+
+    /// Reads every item (complete listing), checks it against this device's history
+    /// (`check_listing`: withheld items, listed rollbacks), rebuilds the local cache and
+    /// returns the decrypted account.
+    pub async fn sync_full(&mut self) -> Result<Snapshot> {
+        use base64ct::{Base64, Encoding};
+        let (listing, next) = self.store.changes_since(0).await?;
         for c in &listing {
             valid_item_id(&c.item_id).map_err(|_| HistoryError::Protocol("bad item id"))?;
         }
@@ -402,6 +531,7 @@ impl HistoryClient {
         if !findings.is_empty() {
             return Err(HistoryError::Sync(findings));
         }
+        self.cache.clear()?;
         let mut snap = Snapshot::default();
         for c in listing {
             let Some(b64) = &c.blob else {
@@ -411,38 +541,66 @@ impl HistoryClient {
                 return Err(HistoryError::Protocol("change without its blob"));
             };
             let blob = Base64::decode_vec(b64).map_err(|_| HistoryError::Protocol("bad blob"))?;
-            match self.accept(&c.item_id, None, c.version, &blob)? {
-                None => snap.deleted.push(c.item_id),
-                Some(Payload::Conversation(v)) => snap.conversations.push(Entry {
-                    id: c.item_id,
-                    version: c.version,
-                    value: v,
-                }),
-                Some(Payload::Folder(v)) => snap.folders.push(Entry {
-                    id: c.item_id,
-                    version: c.version,
-                    value: v,
-                }),
-                Some(Payload::Devices(v)) if c.item_id == DEVICES_ITEM => {
-                    snap.devices = Some(Entry {
-                        id: c.item_id,
-                        version: c.version,
-                        value: v,
-                    })
-                }
-                Some(_) => {}
-            }
+            let payload = self.accept(&c.item_id, None, c.version, &blob)?;
+            self.cache.put(&c.item_id, c.version, &blob)?;
+            snap.add(c.item_id, c.version, payload);
         }
-        snap.folders
-            .sort_by(|a, b| (&a.value.order_key, &a.id).cmp(&(&b.value.order_key, &b.id)));
-        snap.conversations.sort_by(|a, b| {
-            (&a.value.folder_id, &a.value.order_key, &a.id).cmp(&(
-                &b.value.folder_id,
-                &b.value.order_key,
-                &b.id,
-            ))
-        });
+        self.cache.set_cursor(next)?;
+        snap.sort();
+        self.last_sync = Some(SyncKind::Full);
         Ok(snap)
+    }
+
+    /// The account's settings (defaults, at version 0, when none were ever saved).
+    pub async fn settings(&mut self) -> Result<Entry<Settings>> {
+        match self.fetch(SETTINGS_ITEM, Some(ItemKind::Settings)).await? {
+            None => Ok(Entry {
+                id: SETTINGS_ITEM.into(),
+                version: 0,
+                value: Settings::default(),
+            }),
+            Some((_, None)) => Err(HistoryError::Deleted),
+            Some((version, Some(Payload::Settings(value)))) => Ok(Entry {
+                id: SETTINGS_ITEM.into(),
+                version,
+                value,
+            }),
+            Some(_) => Err(HistoryError::Protocol("settings item of another kind")),
+        }
+    }
+
+    /// Edits the account's settings; a concurrent edit by another device is merged field
+    /// by field. Returns the settings as stored.
+    pub async fn update_settings(
+        &mut self,
+        edit: impl FnOnce(&mut Settings) -> Result<()>,
+    ) -> Result<Entry<Settings>> {
+        let current = self.settings().await?;
+        let mut ours = current.value.clone();
+        edit(&mut ours)?;
+        self.save_settings(&current, ours).await
+    }
+
+    /// Saves `ours`, derived from `base` (as returned by [`HistoryClient::settings`]). If
+    /// another device saved in between, the two edits are merged field by field (a field
+    /// only one side changed keeps that change). Returns the settings as stored.
+    pub async fn save_settings(
+        &mut self,
+        base: &Entry<Settings>,
+        mut ours: Settings,
+    ) -> Result<Entry<Settings>> {
+        ours.updated_at = now_ms();
+        let base =
+            (base.version > 0).then(|| (base.version, Payload::Settings(base.value.clone())));
+        let version = self
+            .write_item(SETTINGS_ITEM, base, Payload::Settings(ours))
+            .await?;
+        // Re-read: after a merge the stored value is not `ours`.
+        let entry = self.settings().await?;
+        if entry.version < version {
+            return Err(HistoryError::Protocol("store lost an acknowledged write"));
+        }
+        Ok(entry)
     }
 
     /// One conversation, fetched and checked.
@@ -889,7 +1047,47 @@ fn merge(base: Option<&Payload>, ours: &Payload, theirs: &Payload) -> Payload {
             };
             Payload::Folder(merge_folder(b, o, t))
         }
+        (Payload::Settings(o), Payload::Settings(t)) => {
+            let b = match base {
+                Some(Payload::Settings(b)) => Some(b),
+                _ => None,
+            };
+            Payload::Settings(merge_settings(b, o, t))
+        }
         _ => ours.clone(),
+    }
+}
+
+/// Three-way merge of settings, field by field: a field this device changed (relative to
+/// the version its edit started from) keeps its value; every other field takes theirs.
+fn merge_settings(base: Option<&Settings>, ours: &Settings, theirs: &Settings) -> Settings {
+    let empty = Settings::default();
+    let base = base.unwrap_or(&empty);
+    fn pick<T: Clone + PartialEq>(b: &T, o: &T, t: &T) -> T {
+        if o != b { o.clone() } else { t.clone() }
+    }
+    let mut extra = theirs.extra.clone();
+    let names: std::collections::BTreeSet<&String> =
+        base.extra.keys().chain(ours.extra.keys()).collect();
+    for name in names {
+        let (b, o) = (base.extra.get(name), ours.extra.get(name));
+        if b != o {
+            match o {
+                Some(v) => extra.insert(name.clone(), v.clone()),
+                None => extra.remove(name),
+            };
+        }
+    }
+    Settings {
+        default_model: pick(
+            &base.default_model,
+            &ours.default_model,
+            &theirs.default_model,
+        ),
+        temperature: pick(&base.temperature, &ours.temperature, &theirs.temperature),
+        save_history: pick(&base.save_history, &ours.save_history, &theirs.save_history),
+        extra,
+        updated_at: ours.updated_at.max(theirs.updated_at),
     }
 }
 
@@ -910,4 +1108,52 @@ fn place(siblings: &[(String, String)], target: &str, before: bool) -> Result<St
         (Some(s[i].1.as_str()), s.get(i + 1).map(|x| x.1.as_str()))
     };
     Ok(key_between(lo, hi)?)
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn settings(t: Option<f64>, save: Option<bool>, extra: &[(&str, &str)]) -> Settings {
+        Settings {
+            temperature: t,
+            save_history: save,
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn each_side_keeps_the_fields_it_changed() {
+        let base = settings(Some(0.5), None, &[("theme", "dark"), ("lang", "en")]);
+        let ours = settings(Some(0.5), Some(false), &[("theme", "dark")]);
+        let theirs = settings(Some(1.0), None, &[("theme", "light"), ("lang", "en")]);
+        let m = merge_settings(Some(&base), &ours, &theirs);
+        assert_eq!(m.temperature, Some(1.0), "theirs changed it");
+        assert_eq!(m.save_history, Some(false), "ours changed it");
+        assert_eq!(m.extra.get("theme"), Some(&serde_json::json!("light")));
+        assert!(!m.extra.contains_key("lang"), "ours removed it");
+    }
+
+    #[test]
+    fn both_changed_the_same_field_ours_wins() {
+        let base = settings(Some(0.5), None, &[]);
+        let m = merge_settings(
+            Some(&base),
+            &settings(Some(0.1), None, &[]),
+            &settings(Some(0.9), None, &[]),
+        );
+        assert_eq!(m.temperature, Some(0.1));
+        // Without a base (both created it), ours wins where it set something.
+        let m = merge_settings(
+            None,
+            &settings(None, Some(true), &[]),
+            &settings(Some(0.9), None, &[("a", "b")]),
+        );
+        assert_eq!((m.temperature, m.save_history), (Some(0.9), Some(true)));
+        assert_eq!(m.extra.len(), 1);
+    }
 }

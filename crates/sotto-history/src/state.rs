@@ -68,8 +68,15 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     getrandom::fill(buf).expect("OS randomness");
 }
 
-/// Writes a file atomically with mode 0600.
+/// Writes a file atomically with mode 0600, durably (fsync before the rename).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_private_file(path, bytes, true)
+}
+
+/// Writes a file atomically with mode 0600; `durable` fsyncs it before the rename. Only the
+/// blob cache skips the fsync: it is checked against `seen.json` on every use and rebuilt
+/// when it lags behind, so losing it in a crash costs a complete listing, nothing more.
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path
         .parent()
         .ok_or(HistoryError::StateInvalid("bad path"))?;
@@ -85,7 +92,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         }
         let mut f = opts.open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
     Ok(())

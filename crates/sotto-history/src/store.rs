@@ -86,9 +86,53 @@ pub struct StoreClient {
     token: Option<String>,
 }
 
+/// Largest error or small JSON response read from the store (the store's own are < 1 KiB).
+const MAX_SMALL_BODY: usize = 64 << 10;
+/// Largest item blob read from the store: the store's default blob limit (1 MiB) plus slack
+/// for deployments that raise it a little. A larger answer is a protocol error, not an OOM.
+pub const MAX_BLOB_BODY: usize = 4 << 20;
+/// Items per page of the sync feed asked of the store.
+const PAGE_ITEMS: u32 = 200;
+/// Largest sync page read: the store stops a page with blobs after 8 MiB (at least one item
+/// always), base64 adds a third, JSON framing a little.
+const MAX_PAGE_BODY: usize = 16 << 20;
+/// Most items a listing may hold: the store's default quota is 100 000 items per account.
+pub const MAX_LISTING_ITEMS: usize = 200_000;
+/// Most pages one listing may take (each page holds at least one item).
+const MAX_LISTING_PAGES: usize = 20_000;
+
+/// Reads a response body through a hard limit: a declared `Content-Length` over the limit is
+/// refused before reading, a streamed one as soon as it passes the limit. The store is not
+/// trusted, so it must not be able to make the client buffer without bound.
+pub(crate) async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
+    if let Some(len) = resp.content_length()
+        && len > limit as u64
+    {
+        return Err(HistoryError::Protocol("store response too large"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Err(HistoryError::Protocol("store response too large"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Reads and parses a JSON response through a limit; `what` names it in the error.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+) -> Result<T> {
+    let body = read_limited(resp, limit).await?;
+    serde_json::from_slice(&body).map_err(|_| HistoryError::Protocol(what))
+}
+
 async fn fail(resp: reqwest::Response) -> HistoryError {
     let status = resp.status().as_u16();
-    let code = match resp.json::<ErrorBody>().await {
+    let code = match read_json::<ErrorBody>(resp, MAX_SMALL_BODY, "bad error body").await {
         Ok(b) => b.error.code,
         Err(_) => "unknown".into(),
     };
@@ -127,10 +171,7 @@ impl StoreClient {
             account_id: String,
             credential_id: String,
         }
-        let r: R = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad account response"))?;
+        let r: R = read_json(resp, MAX_SMALL_BODY, "bad account response").await?;
         Ok((r.account_id, r.credential_id))
     }
 
@@ -150,10 +191,7 @@ impl StoreClient {
         struct Ch {
             challenge: String,
         }
-        let ch: Ch = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad challenge"))?;
+        let ch: Ch = read_json(resp, MAX_SMALL_BODY, "bad challenge").await?;
         let challenge: [u8; 32] = Base64::decode_vec(&ch.challenge)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -181,10 +219,7 @@ impl StoreClient {
         struct S {
             token: String,
         }
-        let s: S = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad session"))?;
+        let s: S = read_json(resp, MAX_SMALL_BODY, "bad session").await?;
         self.token = Some(s.token);
         Ok(())
     }
@@ -218,7 +253,7 @@ impl StoreClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .ok_or(HistoryError::Protocol("missing Sotto-Version"))?;
-        Ok(Some((version, resp.bytes().await?.to_vec())))
+        Ok(Some((version, read_limited(resp, MAX_BLOB_BODY).await?)))
     }
 
     /// `PUT …/items/{id}` with `If-Match: replaces`.
@@ -241,10 +276,7 @@ impl StoreClient {
             .await?;
         if resp.status() == StatusCode::CONFLICT {
             let status = resp.status().as_u16();
-            let body: ErrorBody = resp
-                .json()
-                .await
-                .map_err(|_| HistoryError::Protocol("bad conflict"))?;
+            let body: ErrorBody = read_json(resp, MAX_SMALL_BODY, "bad conflict").await?;
             return match body.error.current_version {
                 Some(v) if body.error.code == "version_conflict" => Ok(Put::Conflict(v)),
                 _ => Err(HistoryError::Store {
@@ -260,10 +292,7 @@ impl StoreClient {
         struct V {
             version: u64,
         }
-        let v: V = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad write response"))?;
+        let v: V = read_json(resp, MAX_SMALL_BODY, "bad write response").await?;
         Ok(Put::Ok(v.version))
     }
 
@@ -282,30 +311,55 @@ impl StoreClient {
 
     /// Every change since 0, with blobs (a complete listing of the account's items).
     pub async fn full_listing(&self) -> Result<Vec<Change>> {
-        let mut since = 0u64;
+        Ok(self.changes_since(0).await?.0)
+    }
+
+    /// Every change after sequence number `since`, with blobs, and the cursor to continue
+    /// from. Bounded: at most [`MAX_LISTING_ITEMS`] changes and a fixed number of pages, each
+    /// read through a size limit; the cursor must advance on every page.
+    pub async fn changes_since(&self, mut since: u64) -> Result<(Vec<Change>, u64)> {
         let mut out = Vec::new();
-        loop {
+        for _ in 0..MAX_LISTING_PAGES {
             let resp = self
                 .req(
                     Method::GET,
-                    &format!("/items?since={since}&limit=1000&blobs=true"),
+                    &format!("/items?since={since}&limit={PAGE_ITEMS}&blobs=true"),
                 )
                 .send()
                 .await?;
             if !resp.status().is_success() {
                 return Err(fail(resp).await);
             }
-            let page: ChangesResponse = resp
-                .json()
-                .await
-                .map_err(|_| HistoryError::Protocol("bad change feed"))?;
-            out.extend(page.changes);
-            if !page.more || page.next_since <= since {
-                break;
+            let page: ChangesResponse = read_json(resp, MAX_PAGE_BODY, "bad change feed").await?;
+            if page.changes.len() > PAGE_ITEMS as usize {
+                return Err(HistoryError::Protocol("change feed page too long"));
             }
+            // Sequence numbers must increase, and stay within the page's cursor: otherwise a
+            // store could make the client loop or skip changes it claims to have sent.
+            let mut last = since;
+            for c in &page.changes {
+                if c.seq <= last || c.seq > page.next_since {
+                    return Err(HistoryError::Protocol("change feed out of order"));
+                }
+                last = c.seq;
+            }
+            if out.len() + page.changes.len() > MAX_LISTING_ITEMS {
+                return Err(HistoryError::Protocol("change feed too long"));
+            }
+            out.extend(page.changes);
+            if page.next_since < since {
+                return Err(HistoryError::Protocol("change feed cursor went back"));
+            }
+            let advanced = page.next_since > since;
             since = page.next_since;
+            if !page.more {
+                return Ok((out, since));
+            }
+            if !advanced {
+                return Err(HistoryError::Protocol("change feed cursor did not advance"));
+            }
         }
-        Ok(out)
+        Err(HistoryError::Protocol("change feed too long"))
     }
 
     /// `GET …/keys`.
@@ -318,10 +372,7 @@ impl StoreClient {
         if !resp.status().is_success() {
             return Err(fail(resp).await);
         }
-        let l: L = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad key list"))?;
+        let l: L = read_json(resp, MAX_BLOB_BODY, "bad key list").await?;
         Ok(l.keys)
     }
 
@@ -335,10 +386,7 @@ impl StoreClient {
         if !resp.status().is_success() {
             return Err(fail(resp).await);
         }
-        let l: L = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad credential list"))?;
+        let l: L = read_json(resp, MAX_BLOB_BODY, "bad credential list").await?;
         Ok(l.credentials)
     }
 
@@ -356,10 +404,7 @@ impl StoreClient {
         struct R {
             credential_id: String,
         }
-        let r: R = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad credential response"))?;
+        let r: R = read_json(resp, MAX_SMALL_BODY, "bad credential response").await?;
         Ok(r.credential_id)
     }
 

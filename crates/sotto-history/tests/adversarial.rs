@@ -20,20 +20,47 @@ fn fix_size(id: &str) -> String {
     format!("UPDATE items SET size = length(blob) WHERE item_id = '{id}'")
 }
 
-/// Runs `sync` and `conversation(id)`; both must fail with one of `codes`.
-async fn assert_detected(c: &mut HistoryClient, id: &str, codes: &[&str]) {
-    let err = c.sync().await.unwrap_err();
+/// Makes the store announce item `id` in its change feed (a new sequence number), as it
+/// would after a real write, without touching its blob or version.
+fn announce(id: &str) -> String {
+    format!(
+        "UPDATE accounts SET last_seq = last_seq + 1 WHERE id = (SELECT account_id FROM items WHERE item_id = '{id}'); \
+         UPDATE items SET seq = (SELECT last_seq FROM accounts WHERE accounts.id = items.account_id) WHERE item_id = '{id}'"
+    )
+}
+
+fn check(what: &str, err: &sotto_history::HistoryError, codes: &[&str]) {
     assert!(
         codes.contains(&err.code()),
-        "sync: got {err}, want one of {codes:?}"
-    );
-    let err = c.conversation(id).await.unwrap_err();
-    assert!(
-        codes.contains(&err.code()),
-        "show: got {err}, want one of {codes:?}"
+        "{what}: got {err}, want one of {codes:?}"
     );
     // Error messages never carry plaintext.
-    assert!(!err.to_string().contains("secret words"));
+    assert!(!err.to_string().contains("secret words"), "{what}: {err}");
+}
+
+/// The attack must be detected by a complete listing and by fetching the item. An
+/// incremental sync either detects it too or is unharmed (it uses the blobs it accepted
+/// before, which the store cannot change); once the store announces the tampered item in
+/// its change feed (`announced`), the incremental sync must detect it as well.
+async fn assert_detected(
+    env: &Env,
+    c: &mut HistoryClient,
+    id: &str,
+    codes: &[&str],
+    announced: bool,
+) {
+    let err = c.sync_full().await.unwrap_err();
+    check("sync_full", &err, codes);
+    if let Err(err) = c.sync().await {
+        check("sync (unannounced)", &err, codes);
+    }
+    if announced {
+        env.db.exec(&announce(id)).await;
+        let err = c.sync().await.unwrap_err();
+        check("sync (announced)", &err, codes);
+    }
+    let err = c.conversation(id).await.unwrap_err();
+    check("show", &err, codes);
 }
 
 async fn swapped_between_items(env: &Env) {
@@ -55,7 +82,7 @@ async fn swapped_between_items(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["ITEM_AUTH_FAILED"]).await;
+    assert_detected(env, &mut a, &x, &["ITEM_AUTH_FAILED"], true).await;
 }
 
 async fn swapped_between_accounts(env: &Env) {
@@ -80,7 +107,7 @@ async fn swapped_between_accounts(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["ITEM_AUTH_FAILED"]).await;
+    assert_detected(env, &mut a, &x, &["ITEM_AUTH_FAILED"], true).await;
 }
 
 async fn replayed_older_version(env: &Env) {
@@ -106,14 +133,21 @@ async fn replayed_older_version(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["ROLLBACK_DETECTED"]).await;
+    assert_detected(env, &mut a, &x, &["ROLLBACK_DETECTED"], true).await;
     // … or relabelled with the current version number.
     env.db
         .exec(&format!(
             "UPDATE items SET version = 2 WHERE item_id = '{x}'"
         ))
         .await;
-    assert_detected(&mut a, &x, &["ITEM_VERSION_MISMATCH", "ROLLBACK_DETECTED"]).await;
+    assert_detected(
+        env,
+        &mut a,
+        &x,
+        &["ITEM_VERSION_MISMATCH", "ROLLBACK_DETECTED"],
+        true,
+    )
+    .await;
 }
 
 async fn truncated_blob(env: &Env) {
@@ -135,7 +169,7 @@ async fn truncated_blob(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["TRUNCATED", "BAD_LENGTH"]).await;
+    assert_detected(env, &mut a, &x, &["TRUNCATED", "BAD_LENGTH"], true).await;
     // A blob cut at a valid bucket boundary (its tag gone) is refused too.
     env.db
         .exec(&format!(
@@ -172,7 +206,7 @@ async fn deleted_then_restored(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["ROLLBACK_DETECTED"]).await;
+    assert_detected(env, &mut a, &x, &["ROLLBACK_DETECTED"], true).await;
 }
 
 async fn withheld_item(env: &Env) {
@@ -187,7 +221,30 @@ async fn withheld_item(env: &Env) {
     env.db
         .exec(&format!("DELETE FROM items WHERE item_id = '{x}'"))
         .await;
-    assert_detected(&mut a, &x, &["ITEM_WITHHELD"]).await;
+    assert_detected(env, &mut a, &x, &["ITEM_WITHHELD"], false).await;
+}
+
+/// The store reports a store-level deletion (which this client never writes) of an item
+/// this device holds: the incremental sync reports it as withheld.
+async fn store_level_deletion_in_the_feed(env: &Env) {
+    let mut a = HistoryClient::create_account(&env.url, &env.dir("a"), "a")
+        .await
+        .unwrap();
+    let x = a
+        .append_turns(None, None, "m", &turns("secret words"))
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    env.db
+        .exec(&format!(
+            "UPDATE items SET deleted = TRUE WHERE item_id = '{x}'; {}",
+            announce(&x)
+        ))
+        .await;
+    let err = a.sync().await.unwrap_err();
+    check("sync", &err, &["ITEM_WITHHELD"]);
+    let err = a.sync_full().await.unwrap_err();
+    check("sync_full", &err, &["ITEM_WITHHELD"]);
 }
 
 async fn substituted_wrapped_key(env: &Env) {
@@ -280,7 +337,7 @@ async fn equivocation(env: &Env) {
             fix_size(&x)
         ))
         .await;
-    assert_detected(&mut a, &x, &["EQUIVOCATION"]).await;
+    assert_detected(env, &mut a, &x, &["EQUIVOCATION"], true).await;
 }
 
 both_backends!(
@@ -291,5 +348,6 @@ both_backends!(
     truncated_blob,
     deleted_then_restored,
     withheld_item,
+    store_level_deletion_in_the_feed,
     substituted_wrapped_key,
 );

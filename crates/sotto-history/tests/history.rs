@@ -264,4 +264,115 @@ async fn device_removal_rotates(env: &Env) {
     assert_eq!(a.conversation(&old).await.unwrap().value.messages.len(), 4);
 }
 
-both_backends!(round_trip, concurrent_edits_merge, device_removal_rotates);
+async fn settings_sync_and_merge(env: &Env) {
+    let mut a = HistoryClient::create_account(&env.url, &env.dir("a"), "a")
+        .await
+        .unwrap();
+    let mut b = a.enroll_local_device(&env.dir("b"), "b").await.unwrap();
+    let none = a.settings().await.unwrap();
+    assert_eq!((none.version, none.value.temperature), (0, None));
+    let s = a
+        .update_settings(|s| {
+            s.temperature = Some(0.3);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!((s.version, s.value.temperature), (1, Some(0.3)));
+    // Both devices start from version 1 and edit different fields concurrently.
+    let base_a = a.settings().await.unwrap();
+    let base_b = b.settings().await.unwrap();
+    let mut ours_b = base_b.value.clone();
+    ours_b.default_model = Some("model-b".into());
+    b.save_settings(&base_b, ours_b).await.unwrap();
+    let mut ours_a = base_a.value.clone();
+    ours_a.save_history = Some(false);
+    let merged = a.save_settings(&base_a, ours_a).await.unwrap();
+    assert_eq!(merged.version, 3, "the conflict was merged and written");
+    for c in [&mut a, &mut b] {
+        let s = c.sync().await.unwrap().settings.unwrap().value;
+        assert_eq!(s.temperature, Some(0.3));
+        assert_eq!(s.save_history, Some(false));
+        assert_eq!(s.default_model.as_deref(), Some("model-b"));
+    }
+    // An edit that fails leaves the settings unchanged.
+    let err = a
+        .update_settings(|_| Err(sotto_history::HistoryError::InvalidArgument("no")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert_eq!(a.settings().await.unwrap().version, 3);
+}
+
+async fn incremental_sync(env: &Env) {
+    let mut a = HistoryClient::create_account(&env.url, &env.dir("a"), "a")
+        .await
+        .unwrap();
+    let mut b = a.enroll_local_device(&env.dir("b"), "b").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            a.append_turns(None, None, "m", &turns(&format!("q{i}"), "a"))
+                .await
+                .unwrap(),
+        );
+    }
+    let first = b.sync().await.unwrap();
+    assert_eq!(first.conversations.len(), 5);
+    assert_eq!(b.last_sync(), Some(sotto_history::SyncKind::Full));
+    // Nothing changed: an incremental sync fetches nothing and shows the same.
+    let again = b.sync().await.unwrap();
+    assert_eq!(
+        b.last_sync(),
+        Some(sotto_history::SyncKind::Incremental { changes: 0 })
+    );
+    assert_eq!(again.conversations.len(), 5);
+    // A edits one and deletes another: B fetches just those two changes.
+    a.append_turns(Some(&ids[0]), None, "m", &turns("more", "b"))
+        .await
+        .unwrap();
+    a.delete(&ids[1]).await.unwrap();
+    let snap = b.sync().await.unwrap();
+    assert_eq!(
+        b.last_sync(),
+        Some(sotto_history::SyncKind::Incremental { changes: 2 })
+    );
+    assert_eq!(snap.conversations.len(), 4);
+    assert_eq!(snap.deleted, vec![ids[1].clone()]);
+    let c0 = snap.conversations.iter().find(|c| c.id == ids[0]).unwrap();
+    assert_eq!(c0.value.messages.len(), 4);
+    // B's own write comes back through the feed and matches its cache.
+    b.append_turns(Some(&ids[2]), None, "m", &turns("from b", "c"))
+        .await
+        .unwrap();
+    let snap = b.sync().await.unwrap();
+    assert!(matches!(
+        b.last_sync(),
+        Some(sotto_history::SyncKind::Incremental { .. })
+    ));
+    let c2 = snap.conversations.iter().find(|c| c.id == ids[2]).unwrap();
+    assert_eq!(c2.value.messages.len(), 4);
+    // A cache that lags behind what B accepted (lost in a crash) is rebuilt by a complete
+    // listing, with the same result.
+    std::fs::remove_file(env.dir("b").join("cache/items").join(&ids[3])).unwrap();
+    let rebuilt = b.sync().await.unwrap();
+    assert_eq!(b.last_sync(), Some(sotto_history::SyncKind::Full));
+    assert_eq!(rebuilt.conversations.len(), snap.conversations.len());
+    // A corrupted cached blob too.
+    std::fs::write(env.dir("b").join("cache/items").join(&ids[4]), [0u8; 40]).unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(b.last_sync(), Some(sotto_history::SyncKind::Full));
+    b.sync().await.unwrap();
+    assert!(matches!(
+        b.last_sync(),
+        Some(sotto_history::SyncKind::Incremental { .. })
+    ));
+}
+
+both_backends!(
+    round_trip,
+    concurrent_edits_merge,
+    device_removal_rotates,
+    settings_sync_and_merge,
+    incremental_sync,
+);

@@ -37,6 +37,10 @@ pub enum ReleaseError {
     /// A consistency proof or log data needed to compare checkpoints was invalid.
     #[error("log consistency check failed: {0}")]
     ConsistencyInvalid(String),
+    /// The client's stored view of the log is unreadable or of another log (local
+    /// corruption or tampering); it is never silently replaced.
+    #[error("stored log view unusable: {0}")]
+    ViewCorrupt(String),
     /// The enclave sent no release proof but the client requires one.
     #[error("the enclave presented no release manifest, and one is required")]
     ReleaseMissing,
@@ -72,6 +76,7 @@ impl ReleaseError {
             ReleaseError::NotInLog(_) => "RELEASE_NOT_IN_LOG",
             ReleaseError::LogFork(_) => "LOG_FORK",
             ReleaseError::ConsistencyInvalid(_) => "LOG_CONSISTENCY_INVALID",
+            ReleaseError::ViewCorrupt(_) => "LOG_VIEW_CORRUPT",
             ReleaseError::ReleaseMissing => "RELEASE_MISSING",
             ReleaseError::MeasurementMismatch { .. } => "RELEASE_MEASUREMENT_MISMATCH",
             ReleaseError::ModelMismatch(_) => "RELEASE_MODEL_MISMATCH",

@@ -255,9 +255,10 @@ pub(crate) fn status_line(v: &Verification) -> String {
 
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
+    /// Sampling temperature (0 = greedy). Default: the account's `temperature` setting when
+    /// the history is open (`sotto chat` with an account, `ask --save`/`--folder`), else 0.8.
+    #[arg(long)]
+    pub temperature: Option<f32>,
     /// Nucleus sampling threshold.
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f32,
@@ -273,11 +274,18 @@ pub struct GenArgs {
 }
 
 impl GenArgs {
+    /// Fills what the command line left open from the account's settings.
+    fn apply_settings(&mut self, s: &sotto_vault::Settings) {
+        if self.temperature.is_none() {
+            self.temperature = s.temperature.map(|t| t as f32);
+        }
+    }
+
     fn request(&self, v: &Verification, messages: &serde_json::Value) -> serde_json::Value {
         let mut r = json!({
             "model": self.model.clone().unwrap_or_else(|| v.claims.model_id.clone()),
             "messages": messages,
-            "temperature": self.temperature,
+            "temperature": self.temperature.unwrap_or(0.8),
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "stream": true,
@@ -350,7 +358,7 @@ fn api_err(e: ApiFailure) -> CliError {
     e.to_string().into()
 }
 
-pub async fn ask(args: AskArgs) -> Result<ExitCode, CliError> {
+pub async fn ask(mut args: AskArgs) -> Result<ExitCode, CliError> {
     let mut prepared = if args.save || args.folder.is_some() {
         Some(
             crate::history_cmd::Autosave::prepare(
@@ -364,6 +372,9 @@ pub async fn ask(args: AskArgs) -> Result<ExitCode, CliError> {
     } else {
         None
     };
+    if let Some(p) = &prepared {
+        args.gen_args.apply_settings(&p.settings);
+    }
     let (session, v) = match args.connect.connect().await {
         Ok(x) => x,
         Err(e) => return Ok(verification_exit(&e)),
@@ -415,7 +426,7 @@ pub struct ChatArgs {
     pub gen_args: GenArgs,
 }
 
-pub async fn chat(args: ChatArgs) -> Result<ExitCode, CliError> {
+pub async fn chat(mut args: ChatArgs) -> Result<ExitCode, CliError> {
     use tokio::io::AsyncBufReadExt;
     let (mut session, mut v) = match args.connect.connect().await {
         Ok(x) => x,
@@ -429,7 +440,17 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode, CliError> {
         args.folder.as_deref(),
     )
     .await?;
+    args.gen_args.apply_settings(&prepared.settings);
     let mut autosave = prepared.autosave;
+    // `save-history false` in the settings turns the autosave off, unless this chat
+    // continues a saved conversation or starts one in a folder (both ask for saving).
+    if prepared.settings.save_history == Some(false)
+        && args.continue_id.is_none()
+        && args.folder.is_none()
+        && autosave.take().is_some()
+    {
+        eprintln!("[not saving: save-history is false in the account settings]");
+    }
     let mut history: Vec<serde_json::Value> = prepared.messages;
     if let Some(s) = &args.system {
         history.retain(|m| m["role"] != "system");

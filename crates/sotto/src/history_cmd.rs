@@ -58,6 +58,10 @@ pub enum AccountCommand {
 pub enum HistoryCommand {
     /// List conversations (by folder and order).
     List {
+        /// Fetch the complete listing instead of the changes since the last sync (also
+        /// checks that the store still holds every item this device has seen).
+        #[arg(long)]
+        full: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -151,6 +155,149 @@ pub enum DeviceCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    /// Print the account's settings (encrypted on the store, synced across devices).
+    Show {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Set one setting: `temperature` (0 to 2: the default of `sotto chat` and of `ask`
+    /// with `--save`/`--folder`), `save-history` (true/false: whether `sotto chat` saves
+    /// turns), `default-model` (a model id, for clients that offer several), or any other
+    /// `NAME` (kept as a string, for other clients).
+    Set {
+        /// Setting name.
+        name: String,
+        /// Value.
+        value: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Remove one setting (back to the default).
+    Unset {
+        /// Setting name.
+        name: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// Applies `sotto settings set|unset` to the settings (`None` value: unset).
+fn edit_setting(
+    s: &mut sotto_vault::Settings,
+    name: &str,
+    value: Option<&str>,
+) -> Result<(), HistoryError> {
+    match name {
+        "temperature" => {
+            s.temperature = match value {
+                None => None,
+                Some(v) => match v.parse::<f64>() {
+                    Ok(t) if (0.0..=2.0).contains(&t) => Some(t),
+                    _ => {
+                        return Err(HistoryError::InvalidArgument(
+                            "temperature must be a number from 0 to 2",
+                        ));
+                    }
+                },
+            }
+        }
+        "save-history" => {
+            s.save_history = match value {
+                None => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(_) => {
+                    return Err(HistoryError::InvalidArgument(
+                        "save-history must be true or false",
+                    ));
+                }
+            }
+        }
+        "default-model" => {
+            s.default_model = match value {
+                None => None,
+                Some(v) if !v.is_empty() && v.len() <= 256 => Some(v.to_string()),
+                Some(_) => {
+                    return Err(HistoryError::InvalidArgument(
+                        "default-model must be 1 to 256 bytes",
+                    ));
+                }
+            }
+        }
+        other => {
+            if other.is_empty()
+                || other.len() > 64
+                || !other
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
+                return Err(HistoryError::InvalidArgument(
+                    "a setting name is 1 to 64 of [A-Za-z0-9._-]",
+                ));
+            }
+            match value {
+                None => {
+                    s.extra.remove(other);
+                }
+                Some(v) if v.len() <= 4096 => {
+                    s.extra.insert(other.to_string(), json!(v));
+                }
+                Some(_) => {
+                    return Err(HistoryError::InvalidArgument(
+                        "a setting value is at most 4096 bytes",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_settings(c: SettingsCommand) -> Result<ExitCode, CliError> {
+    let (state, name, value) = match c {
+        SettingsCommand::Show { state } => {
+            let s = state.open().await?.settings().await?.value;
+            print_settings(&s);
+            return Ok(ExitCode::SUCCESS);
+        }
+        SettingsCommand::Set { name, value, state } => (state, name, Some(value)),
+        SettingsCommand::Unset { name, state } => (state, name, None),
+    };
+    // Checked before anything is sent.
+    edit_setting(
+        &mut sotto_vault::Settings::default(),
+        &name,
+        value.as_deref(),
+    )?;
+    let mut client = state.open().await?;
+    let s = client
+        .update_settings(|s| edit_setting(s, &name, value.as_deref()))
+        .await?;
+    print_settings(&s.value);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_settings(s: &sotto_vault::Settings) {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "(default)".into());
+    println!(
+        "temperature\t{}",
+        show(s.temperature.map(|t| t.to_string()))
+    );
+    println!(
+        "save-history\t{}",
+        show(s.save_history.map(|b| b.to_string()))
+    );
+    println!("default-model\t{}", show(s.default_model.clone()));
+    for (k, v) in &s.extra {
+        match v.as_str() {
+            Some(text) => println!("{k}\t{text}"),
+            None => println!("{k}\t{v}"),
+        }
+    }
+}
+
 pub async fn run_account(c: AccountCommand) -> Result<ExitCode, CliError> {
     match c {
         AccountCommand::Create { store, name, state } => {
@@ -164,9 +311,13 @@ pub async fn run_account(c: AccountCommand) -> Result<ExitCode, CliError> {
 
 pub async fn run_history(c: HistoryCommand) -> Result<ExitCode, CliError> {
     match c {
-        HistoryCommand::List { state } => {
+        HistoryCommand::List { full, state } => {
             let mut client = state.open().await?;
-            let snap = client.sync().await?;
+            let snap = if full {
+                client.sync_full().await?
+            } else {
+                client.sync().await?
+            };
             for c in &snap.conversations {
                 let folder = c
                     .value
@@ -306,6 +457,8 @@ pub struct Autosave {
 /// What a chat starts from: the folder's instructions and earlier messages.
 pub struct Prepared {
     pub autosave: Option<Autosave>,
+    /// The account's settings (defaults without an account).
+    pub settings: sotto_vault::Settings,
     /// OpenAI-style messages to start the request history with (system first).
     pub messages: Vec<serde_json::Value>,
 }
@@ -327,6 +480,7 @@ impl Autosave {
             }
             return Ok(Prepared {
                 autosave: None,
+                settings: Default::default(),
                 messages: Vec::new(),
             });
         }
@@ -362,6 +516,7 @@ impl Autosave {
             );
         }
         Ok(Prepared {
+            settings: snap.settings.map(|e| e.value).unwrap_or_default(),
             autosave: Some(Autosave {
                 client,
                 conversation: continue_id.map(str::to_string),

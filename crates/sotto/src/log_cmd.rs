@@ -318,37 +318,20 @@ async fn append(a: AppendArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Blocking fetcher over HTTP for the (synchronous) audit, run on a blocking thread.
+/// Blocking adapter of [`sotto_client::LogClient`] (bounded reads) for the synchronous
+/// audit, run on a blocking thread.
 struct HttpFetcher {
     rt: tokio::runtime::Handle,
-    base: String,
-    http: reqwest::Client,
+    log: sotto_client::LogClient,
 }
 
 impl HttpFetcher {
     /// GET with a bounded body (the log is untrusted); `None` on 404.
     fn get(&self, path: &str) -> Result<Option<Vec<u8>>, sotto_log::LogError> {
         const MAX: usize = 1 << 24;
-        let url = format!("{}/{path}", self.base.trim_end_matches('/'));
-        let http = self.http.clone();
-        self.rt.block_on(async move {
-            let missing = || sotto_log::LogError::TileMissing(url.clone());
-            let mut resp = http.get(&url).send().await.map_err(|_| missing())?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            if !resp.status().is_success() {
-                return Err(missing());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|_| missing())? {
-                if body.len() + chunk.len() > MAX {
-                    return Err(sotto_log::LogError::MalformedTile("tile too large"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Some(body))
-        })
+        self.rt
+            .block_on(self.log.get(path, MAX))
+            .map_err(|_| sotto_log::LogError::TileMissing(path.to_string()))
     }
 }
 
@@ -411,11 +394,7 @@ async fn audit(a: AuditArgs) -> Result<ExitCode, CliError> {
         (None, Some(u)) => {
             let mut f = HttpFetcher {
                 rt: tokio::runtime::Handle::current(),
-                base: u.clone(),
-                http: reqwest::Client::builder()
-                    .no_proxy()
-                    .timeout(std::time::Duration::from_secs(30))
-                    .build()?,
+                log: sotto_client::LogClient::new(u)?,
             };
             let cp = checkpoint.clone();
             tokio::task::spawn_blocking(move || sotto_log::audit(&mut f, &cp, validate)).await?

@@ -63,6 +63,9 @@ enum Command {
     /// Devices of the history account.
     #[command(subcommand)]
     Device(history_cmd::DeviceCommand),
+    /// Settings of the history account (encrypted, synced across devices).
+    #[command(subcommand)]
+    Settings(history_cmd::SettingsCommand),
     /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
     /// loopback (test upstream and plaintext baseline).
     Serve(stack::ServeArgs),
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
             Command::History(c) => history_cmd::run_history(c).await,
             Command::Folder(c) => history_cmd::run_folder(c).await,
             Command::Device(c) => history_cmd::run_device(c).await,
+            Command::Settings(c) => history_cmd::run_settings(c).await,
         }
     });
     match result {
