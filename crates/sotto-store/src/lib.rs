@@ -47,7 +47,8 @@ pub use error::StoreError;
 pub use http::{SEQ_HEADER, Store, VERSION_HEADER};
 pub use model::{
     AccountId, AccountUsage, Challenge, ChangePage, Credential, CredentialId, CredentialKind, Item,
-    ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN, NewCredential, Quota, Session, WriteOutcome,
+    ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN, NewCredential, PairingId, PairingSlot,
+    PairingState, PairingUpdate, Quota, Session, WriteOutcome,
 };
 
 /// Unix time in milliseconds.

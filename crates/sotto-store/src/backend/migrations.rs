@@ -11,12 +11,18 @@
 //! client's bytes exactly as sent.
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
+/// Version 2 (both dialects, same meaning): pairing slots, the mailbox between a new device
+/// that is not yet a credential and an existing device of the account (`docs/store.md`,
+/// "Pairing slots"). `state` is one of `requested`, `responded`, `confirmed`, `aborted`,
+/// `approved`, `rejected`.
+///
 /// SQLite migrations: `(version, SQL)`.
-pub(crate) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BLOB    PRIMARY KEY CHECK (length(id) = 16),
     created_at  INTEGER NOT NULL,
@@ -70,12 +76,34 @@ CREATE TABLE items (
 );
 CREATE UNIQUE INDEX items_seq ON items(account_id, seq);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE pairing_slots (
+    id            BLOB    PRIMARY KEY CHECK (length(id) = 16),
+    account_id    BLOB    NOT NULL REFERENCES accounts(id),
+    public_key    BLOB    NOT NULL,
+    name          TEXT    NOT NULL,
+    request       BLOB    NOT NULL,
+    state         TEXT    NOT NULL,
+    responder_id  BLOB,
+    response      BLOB,
+    confirm       BLOB,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE INDEX pairing_slots_account ON pairing_slots(account_id, expires_at);
+CREATE INDEX pairing_slots_expiry ON pairing_slots(expires_at);
+"#,
+    ),
+];
 
 /// PostgreSQL migrations: `(version, SQL)`, the same tables as [`SQLITE`].
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE accounts (
     id          BYTEA   PRIMARY KEY CHECK (length(id) = 16),
     created_at  BIGINT  NOT NULL,
@@ -132,7 +160,28 @@ CREATE UNIQUE INDEX items_seq ON items(account_id, seq);
 ALTER TABLE items ALTER COLUMN blob SET STORAGE EXTERNAL;
 ALTER TABLE wrapped_keys ALTER COLUMN blob SET STORAGE EXTERNAL;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE pairing_slots (
+    id            BYTEA   PRIMARY KEY CHECK (length(id) = 16),
+    account_id    BYTEA   NOT NULL REFERENCES accounts(id),
+    public_key    BYTEA   NOT NULL,
+    name          TEXT    NOT NULL,
+    request       BYTEA   NOT NULL,
+    state         TEXT    NOT NULL,
+    responder_id  BYTEA,
+    response      BYTEA,
+    confirm       BYTEA,
+    created_at    BIGINT  NOT NULL,
+    expires_at    BIGINT  NOT NULL
+);
+CREATE INDEX pairing_slots_account ON pairing_slots(account_id, expires_at);
+CREATE INDEX pairing_slots_expiry ON pairing_slots(expires_at);
+"#,
+    ),
+];
 
 #[cfg(test)]
 mod tests {
