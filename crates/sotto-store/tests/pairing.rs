@@ -83,9 +83,9 @@ async fn state_of(s: &TestServer, slot: &str) -> String {
 async fn full_exchange(db: &Db) {
     let s = TestServer::start(db).await;
     let a = s.new_account().await;
-    let new_key = new_key();
+    let paired_key = new_key();
     let body = json!({
-        "public_key": public_key_b64(&new_key),
+        "public_key": public_key_b64(&paired_key),
         "name": "phone",
         "request": Base64::encode_string(b"request bytes"),
     });
@@ -113,7 +113,7 @@ async fn full_exchange(db: &Db) {
     assert_eq!(p["slot_id"], slot.as_str());
     assert_eq!(p["name"], "phone");
     assert_eq!(p["state"], "requested");
-    assert_eq!(p["public_key"], public_key_b64(&new_key).as_str());
+    assert_eq!(p["public_key"], public_key_b64(&paired_key).as_str());
     assert_eq!(p["request"], Base64::encode_string(b"request bytes").as_str());
 
     // Steps out of order are refused and change nothing.
@@ -157,7 +157,7 @@ async fn full_exchange(db: &Db) {
             Method::POST,
             &format!("/v1/accounts/{}/credentials", a.account),
         )
-        .json(&json!({"kind": "device-ed25519", "public_key": public_key_b64(&new_key),
+        .json(&json!({"kind": "device-ed25519", "public_key": public_key_b64(&paired_key),
             "credential_id": chosen}))
         .send()
         .await
@@ -172,7 +172,7 @@ async fn full_exchange(db: &Db) {
     expect_error(verdict(&s, &a, &slot, "reject").await, 409, "pairing_state").await;
     // The new device logs in with its id.
     let b = Device {
-        key: new_key,
+        key: paired_key,
         account: a.account.clone(),
         credential: chosen.clone(),
         token: String::new(),
