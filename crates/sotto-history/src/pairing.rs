@@ -221,9 +221,14 @@ impl PairingRequest {
         }
         HistoryClient::write_new_device(&self.dir, &self.state, &self.root)?;
         let signing = store_signing_key(&self.root);
-        let client =
-            HistoryClient::login(&self.dir, self.state, &self.root, &signing, Some(paired.vault))
-                .await?;
+        let client = HistoryClient::login(
+            &self.dir,
+            self.state,
+            &self.root,
+            &signing,
+            Some(paired.vault),
+        )
+        .await?;
         client.upload_wrapped_keys_for_self().await?;
         Ok(client)
     }
@@ -308,11 +313,9 @@ impl HistoryClient {
             match info.state.as_str() {
                 "responded" => {}
                 "confirmed" => {
-                    break decode(
-                        info.confirm
-                            .as_deref()
-                            .ok_or(HistoryError::Protocol("confirmed slot without confirmation"))?,
-                    )?;
+                    break decode(info.confirm.as_deref().ok_or(HistoryError::Protocol(
+                        "confirmed slot without confirmation",
+                    ))?)?;
                 }
                 // The new device could not open the response: wrong code or tampering.
                 "aborted" => {

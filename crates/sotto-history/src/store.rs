@@ -396,8 +396,10 @@ impl StoreClient {
     pub async fn add_credential_with_id(&self, key: &[u8; 32], id: &str) -> Result<()> {
         let resp = self
             .req(Method::POST, "/credentials")
-            .json(&json!({"kind": "device-ed25519", "public_key": Base64::encode_string(key),
-                "credential_id": id}))
+            .json(
+                &json!({"kind": "device-ed25519", "public_key": Base64::encode_string(key),
+                "credential_id": id}),
+            )
             .send()
             .await?;
         if !resp.status().is_success() {
@@ -407,11 +409,18 @@ impl StoreClient {
     }
 
     /// `POST …/pairing` (no session needed): opens a pairing slot; returns its id.
-    pub async fn create_pairing(&self, key: &[u8; 32], name: &str, request: &[u8]) -> Result<String> {
+    pub async fn create_pairing(
+        &self,
+        key: &[u8; 32],
+        name: &str,
+        request: &[u8],
+    ) -> Result<String> {
         let resp = self
             .req(Method::POST, "/pairing")
-            .json(&json!({"public_key": Base64::encode_string(key), "name": name,
-                "request": Base64::encode_string(request)}))
+            .json(
+                &json!({"public_key": Base64::encode_string(key), "name": name,
+                "request": Base64::encode_string(request)}),
+            )
             .send()
             .await?;
         if resp.status() != StatusCode::CREATED {
@@ -499,7 +508,10 @@ impl StoreClient {
     /// `GET …/pairing/{slot}` (the approver's view).
     pub async fn approver_slot(&self, slot: &str) -> Result<PairingSlotInfo> {
         let slot = Self::slot_path(slot)?;
-        let resp = self.req(Method::GET, &format!("/pairing/{slot}")).send().await?;
+        let resp = self
+            .req(Method::GET, &format!("/pairing/{slot}"))
+            .send()
+            .await?;
         Self::slot_answer(resp).await
     }
 

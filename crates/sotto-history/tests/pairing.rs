@@ -132,7 +132,10 @@ async fn wrong_code(env: &Env) {
     let req = HistoryClient::request_pairing(&env.url, &env.dir("c"), a.account_id(), "tablet")
         .await
         .unwrap();
-    let e = a.approve_pairing(req.slot(), "1234", WAIT).await.unwrap_err();
+    let e = a
+        .approve_pairing(req.slot(), "1234", WAIT)
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), "PAIRING_CODE_INVALID");
 }
 

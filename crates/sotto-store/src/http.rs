@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     AccountId, Backend, Clock, CredentialId, CredentialKind, ItemId, ItemWrite, KeyId, Limits,
-    NewCredential, PairingId, PairingSlot, PairingState, PairingUpdate, Quota, Session,
-    StoreError, api, auth,
+    NewCredential, PairingId, PairingSlot, PairingState, PairingUpdate, Quota, Session, StoreError,
+    api, auth,
 };
 
 /// Largest pairing confirmation body.
@@ -819,11 +819,11 @@ async fn create_pairing<B: Backend>(
 ) -> R<Response> {
     let account = AccountId::parse(&account)?;
     let request: api::PairingCreateRequest = read_json(&store, &headers, body).await?;
-    let public_key = Base64::decode_vec(&request.public_key).map_err(|_| StoreError::InvalidPublicKey)?;
+    let public_key =
+        Base64::decode_vec(&request.public_key).map_err(|_| StoreError::InvalidPublicKey)?;
     CredentialKind::DeviceEd25519.validate_public_key(&public_key)?;
     let chars = request.name.chars().count();
-    if chars == 0 || chars > MAX_PAIRING_NAME_CHARS || request.name.chars().any(char::is_control)
-    {
+    if chars == 0 || chars > MAX_PAIRING_NAME_CHARS || request.name.chars().any(char::is_control) {
         return Err(StoreError::MalformedRequest(format!(
             "name: 1 to {MAX_PAIRING_NAME_CHARS} characters, no control characters"
         )));

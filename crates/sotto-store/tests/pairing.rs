@@ -114,11 +114,24 @@ async fn full_exchange(db: &Db) {
     assert_eq!(p["name"], "phone");
     assert_eq!(p["state"], "requested");
     assert_eq!(p["public_key"], public_key_b64(&paired_key).as_str());
-    assert_eq!(p["request"], Base64::encode_string(b"request bytes").as_str());
+    assert_eq!(
+        p["request"],
+        Base64::encode_string(b"request bytes").as_str()
+    );
 
     // Steps out of order are refused and change nothing.
-    expect_error(confirm(&s, &slot, b"c".to_vec()).await, 409, "pairing_state").await;
-    expect_error(verdict(&s, &a, &slot, "approve").await, 409, "pairing_state").await;
+    expect_error(
+        confirm(&s, &slot, b"c".to_vec()).await,
+        409,
+        "pairing_state",
+    )
+    .await;
+    expect_error(
+        verdict(&s, &a, &slot, "approve").await,
+        409,
+        "pairing_state",
+    )
+    .await;
 
     assert_eq!(respond(&s, &a, &slot, b"resp".to_vec()).await.status(), 200);
     // A response is single use: a second (replayed) one is refused.
@@ -134,7 +147,12 @@ async fn full_exchange(db: &Db) {
     assert_eq!(v["responder_id"], a.credential.as_str());
 
     assert_eq!(confirm(&s, &slot, b"conf".to_vec()).await.status(), 200);
-    expect_error(confirm(&s, &slot, b"again".to_vec()).await, 409, "pairing_state").await;
+    expect_error(
+        confirm(&s, &slot, b"again".to_vec()).await,
+        409,
+        "pairing_state",
+    )
+    .await;
     let v: Value = s
         .authed(
             &a,
@@ -157,8 +175,10 @@ async fn full_exchange(db: &Db) {
             Method::POST,
             &format!("/v1/accounts/{}/credentials", a.account),
         )
-        .json(&json!({"kind": "device-ed25519", "public_key": public_key_b64(&paired_key),
-            "credential_id": chosen}))
+        .json(
+            &json!({"kind": "device-ed25519", "public_key": public_key_b64(&paired_key),
+            "credential_id": chosen}),
+        )
         .send()
         .await
         .unwrap();
@@ -187,8 +207,10 @@ async fn full_exchange(db: &Db) {
             Method::POST,
             &format!("/v1/accounts/{}/credentials", other.account),
         )
-        .json(&json!({"kind": "device-ed25519", "public_key": public_key_b64(&new_key()),
-            "credential_id": chosen}))
+        .json(
+            &json!({"kind": "device-ed25519", "public_key": public_key_b64(&new_key()),
+            "credential_id": chosen}),
+        )
         .send()
         .await
         .unwrap();
@@ -216,10 +238,20 @@ async fn abort_and_reject(db: &Db) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(state_of(&s, &slot).await, "aborted");
-    expect_error(confirm(&s, &slot, b"c".to_vec()).await, 409, "pairing_state").await;
+    expect_error(
+        confirm(&s, &slot, b"c".to_vec()).await,
+        409,
+        "pairing_state",
+    )
+    .await;
     assert_eq!(verdict(&s, &a, &slot, "reject").await.status(), 200);
     assert_eq!(state_of(&s, &slot).await, "rejected");
-    expect_error(verdict(&s, &a, &slot, "approve").await, 409, "pairing_state").await;
+    expect_error(
+        verdict(&s, &a, &slot, "approve").await,
+        409,
+        "pairing_state",
+    )
+    .await;
 }
 
 async fn expiry(db: &Db) {
@@ -234,7 +266,12 @@ async fn expiry(db: &Db) {
         "pairing_expired",
     )
     .await;
-    expect_error(confirm(&s, &slot, b"c".to_vec()).await, 410, "pairing_expired").await;
+    expect_error(
+        confirm(&s, &slot, b"c".to_vec()).await,
+        410,
+        "pairing_expired",
+    )
+    .await;
     // Expired slots are not listed and do not count toward the pending limit.
     let list: Value = s
         .authed(
@@ -287,7 +324,12 @@ async fn other_accounts_slot(db: &Db) {
         "pairing_not_found",
     )
     .await;
-    expect_error(verdict(&s, &b, &slot, "reject").await, 404, "pairing_not_found").await;
+    expect_error(
+        verdict(&s, &b, &slot, "reject").await,
+        404,
+        "pairing_not_found",
+    )
+    .await;
     let resp = s
         .authed(
             &b,
@@ -361,10 +403,23 @@ async fn bounded_bodies(db: &Db) {
         "blob_too_large",
     )
     .await;
-    expect_error(respond(&s, &a, &slot, Vec::new()).await, 400, "malformed_request").await;
+    expect_error(
+        respond(&s, &a, &slot, Vec::new()).await,
+        400,
+        "malformed_request",
+    )
+    .await;
     assert_eq!(state_of(&s, &slot).await, "requested");
-    assert_eq!(respond(&s, &a, &slot, vec![1u8; 64 * 1024]).await.status(), 200);
-    expect_error(confirm(&s, &slot, vec![0u8; 257]).await, 413, "blob_too_large").await;
+    assert_eq!(
+        respond(&s, &a, &slot, vec![1u8; 64 * 1024]).await.status(),
+        200
+    );
+    expect_error(
+        confirm(&s, &slot, vec![0u8; 257]).await,
+        413,
+        "blob_too_large",
+    )
+    .await;
     assert_eq!(state_of(&s, &slot).await, "responded");
     // Nothing refused was stored: none of the slots above but the one created.
     let list: Value = s

@@ -83,7 +83,8 @@ impl Adding {
     /// Waits for the process: `(exit code, rest of stdout, stderr)`.
     fn finish(self) -> (i32, String, String) {
         let out = self.child.wait_with_output().expect("wait");
-        let rest: Vec<String> = self.lines.try_iter().collect();
+        // The reader thread ends at end of file (the process has exited).
+        let rest: Vec<String> = self.lines.iter().collect();
         (
             out.status.code().unwrap_or(-1),
             rest.join("\n"),
