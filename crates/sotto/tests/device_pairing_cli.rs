@@ -2,8 +2,9 @@
 //! that share nothing but the store URL. Machine A creates the account and saves a
 //! conversation (through the enclave); machine B runs `sotto device add`, A `sotto device
 //! approve` with the code B printed; B then lists and shows A's conversation. A removes B:
-//! B can no longer log in. A pairing with a wrong code fails on both sides with their codes
-//! and registers nothing.
+//! B can no longer log in. With two requests pending `--slot` is required; a pairing with
+//! a wrong code fails on both sides with their codes and registers nothing; a code typed on
+//! standard input works.
 
 mod common;
 
@@ -124,9 +125,11 @@ fn device_add_and_approve_across_state_dirs() {
     let a_state = tempfile::tempdir().unwrap();
     let b_state = tempfile::tempdir().unwrap();
     let c_state = tempfile::tempdir().unwrap();
+    let d_state = tempfile::tempdir().unwrap();
     let a = path_str(a_state.path());
     let b = path_str(b_state.path());
     let c = path_str(c_state.path());
+    let d = path_str(d_state.path());
     let ask = |question: &str| {
         let (code, _, err) = run(&[
             "ask",
@@ -214,20 +217,59 @@ fn device_add_and_approve_across_state_dirs() {
         "{devices}"
     );
 
-    // Wrong code: both sides fail with their codes; C is not registered, has no state.
-    let adding = Adding::start(&store_url, &account, "intruder", &c);
-    let shown = adding.value("pairing code:").replace(' ', "");
+    // Two requests pending: approving without --slot is refused; C gets a wrong code
+    // (both sides fail with their codes; C is not registered and has no state), D is
+    // approved with its code typed on standard input.
+    let adding_c = Adding::start(&store_url, &account, "intruder", &c);
+    let shown = adding_c.value("pairing code:").replace(' ', "");
+    let slot_c = adding_c.value("slot ");
+    let adding_d = Adding::start(&store_url, &account, "tablet", &d);
+    let code_d = adding_d.value("pairing code:");
+    let slot_d = adding_d.value("slot ");
+    let (code, _, err) = run(&["device", "approve", "--code", &shown, "--state-dir", &a]);
+    assert_ne!(code, 0);
+    assert!(err.contains("SEVERAL_PAIRING_REQUESTS"), "{err}");
     let wrong = format!("{:08}", (shown.parse::<u64>().unwrap() + 1) % 100_000_000);
-    let (code, _, err) = run(&["device", "approve", "--code", &wrong, "--state-dir", &a]);
+    let (code, _, err) = run(&[
+        "device",
+        "approve",
+        "--slot",
+        &slot_c,
+        "--code",
+        &wrong,
+        "--state-dir",
+        &a,
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("PAIRING_CONFIRM_FAILED"), "{err}");
-    let (code, _, err) = adding.finish();
+    let (code, _, err) = adding_c.finish();
     assert_ne!(code, 0);
     assert!(err.contains("PAIRING_AUTH_FAILED"), "{err}");
     assert!(!c_state.path().join("history/device.json").exists());
+    let mut approve_d = sotto()
+        .args(["device", "approve", "--slot", &slot_d, "--state-dir", &a])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = approve_d.stdin.take().unwrap();
+        writeln!(stdin, "{code_d}").unwrap();
+    }
+    let out = approve_d.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, err) = adding_d.finish();
+    assert_eq!(code, 0, "{err}");
     let devices = run_ok(&["device", "list", "--state-dir", &a]);
     assert!(!devices.contains("intruder"), "{devices}");
-    assert_eq!(devices.lines().count(), 2, "{devices}");
+    assert!(devices.contains("tablet"), "{devices}");
+    assert_eq!(devices.lines().count(), 3, "{devices}");
 
     // A removes B; A saves something new; B can no longer log in or read it.
     run_ok(&["device", "remove", &b_id, "--state-dir", &a]);
