@@ -355,3 +355,23 @@ impl HistoryClient {
         Ok(id_hex)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the derivation documented in docs/history.md (computed independently with
+    /// Python's hashlib).
+    #[test]
+    fn paired_credential_id_vector() {
+        assert_eq!(
+            hex::encode(paired_credential_id(&[1; 16], &[2; 32])),
+            "b95f4895e55c513542f8b631837bcefc"
+        );
+        assert_ne!(
+            paired_credential_id(&[1; 16], &[2; 32]),
+            paired_credential_id(&[3; 16], &[2; 32]),
+            "bound to the account"
+        );
+    }
+}
