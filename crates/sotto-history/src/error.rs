@@ -53,6 +53,17 @@ pub enum HistoryError {
     /// A write kept conflicting with other devices.
     #[error("CONFLICT_RETRIES_EXHAUSTED: the item kept changing on the store")]
     ConflictRetriesExhausted,
+    /// The existing device refused the pairing (its confirmation check failed, or it
+    /// rejected the request).
+    #[error("PAIRING_REJECTED: the existing device did not approve this device")]
+    PairingRejected,
+    /// The other device did not answer in time.
+    #[error("PAIRING_TIMEOUT: the other device did not answer in time")]
+    PairingTimeout,
+    /// The store key in a pairing slot is not the one the request commits to (the store
+    /// substituted it); nothing was sent.
+    #[error("PAIRING_KEY_MISMATCH: the pairing slot's key does not match its request")]
+    PairingKeyMismatch,
     /// A bad argument (id, name, position).
     #[error("INVALID_ARGUMENT: {0}")]
     InvalidArgument(&'static str),
@@ -80,6 +91,9 @@ impl HistoryError {
             HistoryError::Deleted => "ITEM_DELETED",
             HistoryError::ConflictRetriesExhausted => "CONFLICT_RETRIES_EXHAUSTED",
             HistoryError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            HistoryError::PairingRejected => "PAIRING_REJECTED",
+            HistoryError::PairingTimeout => "PAIRING_TIMEOUT",
+            HistoryError::PairingKeyMismatch => "PAIRING_KEY_MISMATCH",
         }
     }
 

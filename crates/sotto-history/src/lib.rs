@@ -20,6 +20,7 @@
 
 mod cache;
 mod error;
+pub mod pairing;
 pub mod state;
 pub mod store;
 
@@ -34,6 +35,7 @@ use sotto_vault::{
 };
 
 pub use error::{HistoryError, Result};
+pub use pairing::{PairingRequest, PendingPairing, paired_credential_id};
 pub use state::{DeviceState, store_signing_key};
 use state::{fill_random, random};
 use store::{Put, StoreClient};
@@ -913,8 +915,8 @@ impl HistoryClient {
     /// Enrolls a second device **on this machine** (a new state directory `new_dir`): registers
     /// its store key, wraps every epoch key for it with its KEK, adds it to the encrypted
     /// directory. The new device's secret never leaves this process, so no pairing
-    /// protocol is needed; pairing across machines (`sotto device add/approve`, the vault's
-    /// SPAKE2 `pairing` module) is not implemented yet.
+    /// protocol is needed; across machines use [`HistoryClient::request_pairing`] and
+    /// [`HistoryClient::approve_pairing`].
     pub async fn enroll_local_device(&mut self, new_dir: &Path, name: &str) -> Result<Self> {
         if state::exists(new_dir) {
             return Err(HistoryError::AccountExists);

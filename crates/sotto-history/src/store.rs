@@ -70,6 +70,34 @@ pub struct CredentialInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A pairing slot as the store shows it (docs/store.md, "Pairing slots"). Everything in it
+/// is unauthenticated: the vault's pairing exchange is what authenticates.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PairingSlotInfo {
+    /// Slot id (hex).
+    pub slot_id: String,
+    /// Account id (hex).
+    pub account_id: String,
+    /// The new device's Ed25519 store key (base64).
+    pub public_key: String,
+    /// The name the new device gave itself.
+    pub name: String,
+    /// The vault pairing request (base64).
+    pub request: String,
+    /// `requested`, `responded`, `confirmed`, `aborted`, `approved` or `rejected`.
+    pub state: String,
+    /// The vault pairing response (base64).
+    #[serde(default)]
+    pub response: Option<String>,
+    /// The vault pairing confirmation (base64).
+    #[serde(default)]
+    pub confirm: Option<String>,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}
+
 /// Outcome of a conditional write.
 pub enum Put {
     /// Written; the new version.
@@ -406,6 +434,153 @@ impl StoreClient {
         }
         let r: R = read_json(resp, MAX_SMALL_BODY, "bad credential response").await?;
         Ok(r.credential_id)
+    }
+
+    /// `POST …/credentials` with a chosen id (a paired device, whose id is derived from its
+    /// key).
+    pub async fn add_credential_with_id(&self, key: &[u8; 32], id: &str) -> Result<()> {
+        let resp = self
+            .req(Method::POST, "/credentials")
+            .json(
+                &json!({"kind": "device-ed25519", "public_key": Base64::encode_string(key),
+                "credential_id": id}),
+            )
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        Ok(())
+    }
+
+    /// `POST …/pairing` (no session needed): opens a pairing slot; returns its id.
+    pub async fn create_pairing(
+        &self,
+        key: &[u8; 32],
+        name: &str,
+        request: &[u8],
+    ) -> Result<String> {
+        let resp = self
+            .req(Method::POST, "/pairing")
+            .json(
+                &json!({"public_key": Base64::encode_string(key), "name": name,
+                "request": Base64::encode_string(request)}),
+            )
+            .send()
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(fail(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct R {
+            slot_id: String,
+        }
+        let r: R = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad pairing response"))?;
+        Ok(r.slot_id)
+    }
+
+    async fn slot_answer(resp: reqwest::Response) -> Result<PairingSlotInfo> {
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad pairing slot"))
+    }
+
+    fn slot_path(slot: &str) -> Result<&str> {
+        if slot.len() != 32 || !slot.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(HistoryError::InvalidArgument("not a pairing slot id"));
+        }
+        Ok(slot)
+    }
+
+    /// `GET /v1/pairing/{slot}` (the new device's view; no session).
+    pub async fn requester_slot(&self, slot: &str) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let resp = self
+            .http
+            .get(format!("{}/v1/pairing/{slot}", self.base))
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
+    }
+
+    /// `PUT /v1/pairing/{slot}/confirm` (no session).
+    pub async fn confirm_pairing(&self, slot: &str, confirm: Vec<u8>) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let resp = self
+            .http
+            .put(format!("{}/v1/pairing/{slot}/confirm", self.base))
+            .header("Content-Type", "application/octet-stream")
+            .body(confirm)
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
+    }
+
+    /// `POST /v1/pairing/{slot}/abort` (no session).
+    pub async fn abort_pairing(&self, slot: &str) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let resp = self
+            .http
+            .post(format!("{}/v1/pairing/{slot}/abort", self.base))
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
+    }
+
+    /// `GET …/pairing`: the account's unexpired slots.
+    pub async fn pairings(&self) -> Result<Vec<PairingSlotInfo>> {
+        #[derive(Deserialize)]
+        struct L {
+            pairings: Vec<PairingSlotInfo>,
+        }
+        let resp = self.req(Method::GET, "/pairing").send().await?;
+        if !resp.status().is_success() {
+            return Err(fail(resp).await);
+        }
+        let l: L = resp
+            .json()
+            .await
+            .map_err(|_| HistoryError::Protocol("bad pairing list"))?;
+        Ok(l.pairings)
+    }
+
+    /// `GET …/pairing/{slot}` (the approver's view).
+    pub async fn approver_slot(&self, slot: &str) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let resp = self
+            .req(Method::GET, &format!("/pairing/{slot}"))
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
+    }
+
+    /// `PUT …/pairing/{slot}/response`.
+    pub async fn respond_pairing(&self, slot: &str, response: Vec<u8>) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let resp = self
+            .req(Method::PUT, &format!("/pairing/{slot}/response"))
+            .header("Content-Type", "application/octet-stream")
+            .body(response)
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
+    }
+
+    /// `POST …/pairing/{slot}/approve` or `…/reject`.
+    pub async fn finish_pairing(&self, slot: &str, approve: bool) -> Result<PairingSlotInfo> {
+        let slot = Self::slot_path(slot)?;
+        let verdict = if approve { "approve" } else { "reject" };
+        let resp = self
+            .req(Method::POST, &format!("/pairing/{slot}/{verdict}"))
+            .send()
+            .await?;
+        Self::slot_answer(resp).await
     }
 
     /// `DELETE …/credentials/{id}`.

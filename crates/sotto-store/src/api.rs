@@ -12,6 +12,11 @@ pub struct NewCredentialBody {
     pub kind: String,
     /// The public key, base64.
     pub public_key: String,
+    /// The credential id to use (32 lowercase hex digits), only when an approving device
+    /// registers a paired device (whose id the client derives from its key; see
+    /// `docs/history.md`). Omitted: the store picks a random id. Refused at account creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
 
 /// `POST /v1/accounts` request.
@@ -192,4 +197,63 @@ pub struct ChangesResponse {
     pub next_since: u64,
     /// Whether more changes are waiting after this page.
     pub more: bool,
+}
+
+/// `POST /v1/accounts/{account}/pairing` request (unauthenticated: the new device is not a
+/// credential yet).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PairingCreateRequest {
+    /// The new device's Ed25519 store key (32 bytes, base64), registered on approval.
+    pub public_key: String,
+    /// The name the new device gives itself: 1–64 characters, no control characters.
+    pub name: String,
+    /// The vault's pairing request (base64, opaque to the store).
+    pub request: String,
+}
+
+/// `POST /v1/accounts/{account}/pairing` response (201).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairingCreateResponse {
+    /// The slot id (32 lowercase hex digits): the new device's handle on its slot.
+    pub slot_id: String,
+    /// The slot expires at this time.
+    pub expires_at: i64,
+}
+
+/// A pairing slot, as `GET …/pairing/{slot}` and the list show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairingInfo {
+    /// Slot id.
+    pub slot_id: String,
+    /// The account the new device asks to join.
+    pub account_id: String,
+    /// The new device's Ed25519 store key, base64.
+    pub public_key: String,
+    /// The name the new device gave itself (unauthenticated).
+    pub name: String,
+    /// The vault's pairing request, base64.
+    pub request: String,
+    /// `requested`, `responded`, `confirmed`, `aborted`, `approved` or `rejected`.
+    pub state: String,
+    /// The credential that responded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_id: Option<String>,
+    /// The vault's pairing response, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// The vault's pairing confirmation, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// `GET /v1/accounts/{account}/pairing` response.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairingList {
+    /// The account's unexpired slots (every state), oldest first.
+    pub pairings: Vec<PairingInfo>,
 }

@@ -54,6 +54,14 @@ pub struct Limits {
     pub challenge_ttl: Duration,
     /// How long a bearer session lasts. Default 15 min.
     pub session_ttl: Duration,
+    /// How long a pairing slot lives. Default 10 min.
+    pub pairing_ttl: Duration,
+    /// Pending (unexpired, unfinished) pairing slots per account. Default 4.
+    pub max_pending_pairings: u64,
+    /// Largest pairing request (inside the JSON body). Default 1 KiB.
+    pub max_pairing_request_bytes: u64,
+    /// Largest pairing response (raw body). Default 64 KiB.
+    pub max_pairing_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +80,10 @@ impl Default for Limits {
             max_page_blob_bytes: 8 << 20,
             challenge_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(15 * 60),
+            pairing_ttl: Duration::from_secs(10 * 60),
+            max_pending_pairings: 4,
+            max_pairing_request_bytes: 1 << 10,
+            max_pairing_response_bytes: 64 << 10,
         }
     }
 }
@@ -94,8 +106,15 @@ impl Limits {
         if self.default_page_items == 0 || self.max_page_items < self.default_page_items {
             return bad("need 0 < default_page_items <= max_page_items");
         }
-        if self.challenge_ttl.is_zero() || self.session_ttl.is_zero() {
-            return bad("challenge_ttl and session_ttl must be positive");
+        if self.challenge_ttl.is_zero() || self.session_ttl.is_zero() || self.pairing_ttl.is_zero()
+        {
+            return bad("challenge_ttl, session_ttl and pairing_ttl must be positive");
+        }
+        if self.max_pending_pairings == 0
+            || self.max_pairing_request_bytes == 0
+            || self.max_pairing_response_bytes == 0
+        {
+            return bad("pairing limits must be positive");
         }
         Ok(())
     }

@@ -98,6 +98,26 @@ pub enum StoreError {
     /// No such wrapped-key record. HTTP 404, code `key_not_found`.
     #[error("wrapped key not found")]
     KeyNotFound,
+    /// No such pairing slot (or not this account's). HTTP 404, code `pairing_not_found`.
+    #[error("pairing slot not found")]
+    PairingNotFound,
+    /// The pairing slot has expired. HTTP 410, code `pairing_expired`.
+    #[error("pairing slot expired")]
+    PairingExpired,
+    /// The pairing slot is not in a state that allows this step (each step happens once).
+    /// HTTP 409, code `pairing_state`; the error object carries `state`.
+    #[error("pairing slot is {state}")]
+    PairingState {
+        /// The slot's current state.
+        state: &'static str,
+    },
+    /// The account already has the maximum number of pending pairing slots. HTTP 429, code
+    /// `too_many_pairings`.
+    #[error("at most {limit} pending pairing requests per account")]
+    TooManyPairings {
+        /// The limit.
+        limit: u64,
+    },
     /// No such endpoint. HTTP 404, code `not_found`.
     #[error("no such endpoint")]
     NotFound,
@@ -273,6 +293,10 @@ impl StoreError {
             Self::ItemNotFound => "item_not_found",
             Self::ItemDeleted { .. } => "item_deleted",
             Self::KeyNotFound => "key_not_found",
+            Self::PairingNotFound => "pairing_not_found",
+            Self::PairingExpired => "pairing_expired",
+            Self::PairingState { .. } => "pairing_state",
+            Self::TooManyPairings { .. } => "too_many_pairings",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::VersionConflict { .. } => "version_conflict",
@@ -316,8 +340,11 @@ impl StoreError {
             | Self::ItemNotFound
             | Self::KeyNotFound
             | Self::PasskeysDisabled
+            | Self::PairingNotFound
             | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::ItemDeleted { .. } => StatusCode::GONE,
+            Self::ItemDeleted { .. } | Self::PairingExpired => StatusCode::GONE,
+            Self::PairingState { .. } => StatusCode::CONFLICT,
+            Self::TooManyPairings { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::VersionConflict { .. } | Self::LastCredential | Self::DuplicateCredential => {
                 StatusCode::CONFLICT
@@ -381,6 +408,9 @@ impl IntoResponse for StoreError {
                 error["current_version"] = (*version).into();
                 error["deleted"] = true.into();
                 etag = Some(*version);
+            }
+            Self::PairingState { state } => {
+                error["state"] = (*state).into();
             }
             _ => {}
         }

@@ -24,11 +24,16 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     AccountId, Backend, Clock, CredentialId, CredentialKind, ItemId, ItemWrite, KeyId, Limits,
-    NewCredential, Quota, Session, StoreError, api, auth,
+    NewCredential, PairingId, PairingSlot, PairingState, PairingUpdate, Quota, Session, StoreError,
+    api, auth,
 };
 
 #[path = "passkey.rs"]
 pub(crate) mod passkey;
+/// Largest pairing confirmation body.
+pub const MAX_PAIRING_CONFIRM_BYTES: u64 = 256;
+/// Longest device name in a pairing request, in characters.
+pub const MAX_PAIRING_NAME_CHARS: usize = 64;
 
 type R<T> = Result<T, StoreError>;
 
@@ -151,6 +156,32 @@ impl<B: Backend> Store<B> {
                     .delete(delete_item::<B>),
             )
             .merge(passkey::routes::<B>())
+            .route(
+                &format!("{accounts}/pairing"),
+                get(list_pairings::<B>).post(create_pairing::<B>),
+            )
+            .route(
+                &format!("{accounts}/pairing/{{slot}}"),
+                get(approver_get_pairing::<B>),
+            )
+            .route(
+                &format!("{accounts}/pairing/{{slot}}/response"),
+                axum::routing::put(respond_pairing::<B>),
+            )
+            .route(
+                &format!("{accounts}/pairing/{{slot}}/approve"),
+                post(approve_pairing::<B>),
+            )
+            .route(
+                &format!("{accounts}/pairing/{{slot}}/reject"),
+                post(reject_pairing::<B>),
+            )
+            .route("/v1/pairing/{slot}", get(requester_get_pairing::<B>))
+            .route(
+                "/v1/pairing/{slot}/confirm",
+                axum::routing::put(confirm_pairing::<B>),
+            )
+            .route("/v1/pairing/{slot}/abort", post(abort_pairing::<B>))
             .fallback(|| async { StoreError::NotFound })
             .method_not_allowed_fallback(|| async { StoreError::MethodNotAllowed })
             .layer(middleware::from_fn(access_log))
@@ -284,8 +315,12 @@ fn new_credential(body: &api::NewCredentialBody) -> R<NewCredential> {
     let public_key =
         Base64::decode_vec(&body.public_key).map_err(|_| StoreError::InvalidPublicKey)?;
     kind.validate_public_key(&public_key)?;
+    let id = match &body.credential_id {
+        Some(id) => CredentialId::parse(id)?,
+        None => CredentialId::random()?,
+    };
     Ok(NewCredential {
-        id: CredentialId::random()?,
+        id,
         kind,
         public_key,
     })
@@ -373,6 +408,11 @@ async fn create_account<B: Backend>(
     body: Body,
 ) -> R<Response> {
     let request: api::CreateAccountRequest = read_json(&store, &headers, body).await?;
+    if request.credential.credential_id.is_some() {
+        return Err(StoreError::MalformedRequest(
+            "credential_id may not be chosen at account creation".into(),
+        ));
+    }
     let credential = new_credential(&request.credential)?;
     let account = AccountId::random()?;
     let credential_id = credential.id;
@@ -772,6 +812,227 @@ async fn delete_item<B: Backend>(
         },
         outcome.version,
     ))
+}
+
+// ---- pairing slots ----------------------------------------------------------------------------
+
+fn pairing_info(slot: &PairingSlot) -> api::PairingInfo {
+    api::PairingInfo {
+        slot_id: slot.id.to_string(),
+        account_id: slot.account.to_string(),
+        public_key: Base64::encode_string(&slot.public_key),
+        name: slot.name.clone(),
+        request: Base64::encode_string(&slot.request),
+        state: slot.state.as_str().to_owned(),
+        responder_id: slot.responder.map(|r| r.to_string()),
+        response: slot.response.as_deref().map(Base64::encode_string),
+        confirm: slot.confirm.as_deref().map(Base64::encode_string),
+        created_at: slot.created_at,
+        expires_at: slot.expires_at,
+    }
+}
+
+/// A new device asks to join an account. Unauthenticated, so bounded: the account must
+/// exist, the body is small, and an account has at most `max_pending_pairings` open slots.
+async fn create_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params(account): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> R<Response> {
+    let account = AccountId::parse(&account)?;
+    let request: api::PairingCreateRequest = read_json(&store, &headers, body).await?;
+    let public_key =
+        Base64::decode_vec(&request.public_key).map_err(|_| StoreError::InvalidPublicKey)?;
+    CredentialKind::DeviceEd25519.validate_public_key(&public_key)?;
+    let chars = request.name.chars().count();
+    if chars == 0 || chars > MAX_PAIRING_NAME_CHARS || request.name.chars().any(char::is_control) {
+        return Err(StoreError::MalformedRequest(format!(
+            "name: 1 to {MAX_PAIRING_NAME_CHARS} characters, no control characters"
+        )));
+    }
+    let vault_request = decode_b64("request", &request.request)?;
+    let limit = store.limits().max_pairing_request_bytes;
+    if vault_request.len() as u64 > limit {
+        return Err(StoreError::BlobTooLarge { limit });
+    }
+    if vault_request.is_empty() {
+        return Err(StoreError::MalformedRequest("request: empty".into()));
+    }
+    let now = store.now();
+    let slot = PairingSlot {
+        id: PairingId::random()?,
+        account,
+        public_key,
+        name: request.name,
+        request: vault_request,
+        state: PairingState::Requested,
+        responder: None,
+        response: None,
+        confirm: None,
+        created_at: now,
+        expires_at: now.saturating_add(store.limits().pairing_ttl.as_millis() as i64),
+    };
+    let (id, expires_at) = (slot.id, slot.expires_at);
+    store
+        .backend()
+        .create_pairing(slot, store.limits().max_pending_pairings, now)
+        .await?;
+    tracing::debug!(%account, slot = %id, "pairing slot created");
+    Ok((
+        StatusCode::CREATED,
+        Json(api::PairingCreateResponse {
+            slot_id: id.to_string(),
+            expires_at,
+        }),
+    )
+        .into_response())
+}
+
+async fn list_pairings<B: Backend>(
+    State(store): State<Store<B>>,
+    Params(account): Params<String>,
+    headers: HeaderMap,
+) -> R<Response> {
+    let account = AccountId::parse(&account)?;
+    store.authenticate(&headers, &account).await?;
+    let slots = store.backend().pairings(account, store.now()).await?;
+    Ok(Json(api::PairingList {
+        pairings: slots.iter().map(pairing_info).collect(),
+    })
+    .into_response())
+}
+
+/// The slot, if it exists, belongs to `account` (another account's slot is "not found") and
+/// has not expired.
+async fn account_slot<B: Backend>(
+    store: &Store<B>,
+    account: Option<AccountId>,
+    slot: &str,
+) -> R<PairingSlot> {
+    let id = PairingId::parse(slot)?;
+    let slot = store
+        .backend()
+        .pairing(id)
+        .await?
+        .filter(|s| account.is_none_or(|a| a == s.account))
+        .ok_or(StoreError::PairingNotFound)?;
+    if slot.expires_at <= store.now() {
+        return Err(StoreError::PairingExpired);
+    }
+    Ok(slot)
+}
+
+async fn approver_get_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params((account, slot)): Params<(String, String)>,
+    headers: HeaderMap,
+) -> R<Response> {
+    let account = AccountId::parse(&account)?;
+    store.authenticate(&headers, &account).await?;
+    let slot = account_slot(&store, Some(account), &slot).await?;
+    Ok(Json(pairing_info(&slot)).into_response())
+}
+
+async fn respond_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params((account, slot)): Params<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> R<Response> {
+    let account = AccountId::parse(&account)?;
+    let session = store.authenticate(&headers, &account).await?;
+    let slot = account_slot(&store, Some(account), &slot).await?;
+    let limit = store.limits().max_pairing_response_bytes;
+    let response = read_body(&headers, body, limit, || StoreError::BlobTooLarge { limit }).await?;
+    if response.is_empty() {
+        return Err(StoreError::MalformedRequest("empty response".into()));
+    }
+    let update = PairingUpdate::Respond {
+        responder: session.credential,
+        response: response.to_vec(),
+    };
+    let slot = store
+        .backend()
+        .advance_pairing(slot.id, update, store.now())
+        .await?;
+    tracing::debug!(%account, slot = %slot.id, size = response.len(), "pairing response stored");
+    Ok(Json(pairing_info(&slot)).into_response())
+}
+
+async fn finish_pairing<B: Backend>(
+    store: Store<B>,
+    account: String,
+    slot: String,
+    headers: HeaderMap,
+    update: PairingUpdate,
+) -> R<Response> {
+    let account = AccountId::parse(&account)?;
+    store.authenticate(&headers, &account).await?;
+    let slot = account_slot(&store, Some(account), &slot).await?;
+    let slot = store
+        .backend()
+        .advance_pairing(slot.id, update, store.now())
+        .await?;
+    tracing::debug!(%account, slot = %slot.id, state = slot.state.as_str(), "pairing finished");
+    Ok(Json(pairing_info(&slot)).into_response())
+}
+
+async fn approve_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params((account, slot)): Params<(String, String)>,
+    headers: HeaderMap,
+) -> R<Response> {
+    finish_pairing(store, account, slot, headers, PairingUpdate::Approve).await
+}
+
+async fn reject_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params((account, slot)): Params<(String, String)>,
+    headers: HeaderMap,
+) -> R<Response> {
+    finish_pairing(store, account, slot, headers, PairingUpdate::Reject).await
+}
+
+async fn requester_get_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params(slot): Params<String>,
+) -> R<Response> {
+    let slot = account_slot(&store, None, &slot).await?;
+    Ok(Json(pairing_info(&slot)).into_response())
+}
+
+async fn confirm_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params(slot): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> R<Response> {
+    let id = PairingId::parse(&slot)?;
+    let limit = MAX_PAIRING_CONFIRM_BYTES;
+    let confirm = read_body(&headers, body, limit, || StoreError::BlobTooLarge { limit }).await?;
+    if confirm.is_empty() {
+        return Err(StoreError::MalformedRequest("empty confirmation".into()));
+    }
+    let slot = store
+        .backend()
+        .advance_pairing(id, PairingUpdate::Confirm(confirm.to_vec()), store.now())
+        .await?;
+    tracing::debug!(slot = %slot.id, "pairing confirmation stored");
+    Ok(Json(pairing_info(&slot)).into_response())
+}
+
+async fn abort_pairing<B: Backend>(
+    State(store): State<Store<B>>,
+    Params(slot): Params<String>,
+) -> R<Response> {
+    let id = PairingId::parse(&slot)?;
+    let slot = store
+        .backend()
+        .advance_pairing(id, PairingUpdate::Abort, store.now())
+        .await?;
+    tracing::debug!(slot = %slot.id, "pairing aborted");
+    Ok(Json(pairing_info(&slot)).into_response())
 }
 
 /// `since`, `limit` and `blobs` of a sync request.

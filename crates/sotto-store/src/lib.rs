@@ -52,7 +52,8 @@ pub use http::{SEQ_HEADER, Store, VERSION_HEADER};
 pub use model::{
     AccountId, AccountUsage, Ceremony, CeremonyKind, Challenge, ChangePage, Credential,
     CredentialId, CredentialKind, Item, ItemId, ItemWrite, KeyId, KeyRecord, MAX_NAME_LEN,
-    NewCredential, Quota, Session, StoredPasskey, WriteOutcome,
+    NewCredential, PairingId, PairingSlot, PairingState, PairingUpdate, Quota, Session,
+    StoredPasskey, WriteOutcome,
 };
 
 /// Unix time in milliseconds.

@@ -61,6 +61,13 @@ random_id!(
     AccountId,
     "account"
 );
+
+random_id!(
+    /// A pairing slot: 16 random bytes chosen by the store. It is the new device's only
+    /// handle on its slot (unguessable; shown to authenticated devices of the account only).
+    PairingId,
+    "pairing"
+);
 random_id!(
     /// A credential (device key or, later, passkey): 16 random bytes chosen by the store.
     CredentialId,
@@ -361,4 +368,124 @@ pub struct StoredPasskey {
     /// `webauthn-rs`'s serialized `Passkey` (JSON: credential id, COSE public key, signature
     /// counter, backup flags).
     pub passkey: String,
+}
+/// Where a pairing slot is in the exchange (`docs/store.md`, "Pairing slots").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairingState {
+    /// The new device posted its request; waiting for an existing device.
+    Requested,
+    /// An existing device posted its response; waiting for the new device's confirmation.
+    Responded,
+    /// The new device posted its confirmation; waiting for the existing device's verdict.
+    Confirmed,
+    /// The new device gave up (its response did not authenticate).
+    Aborted,
+    /// The existing device verified the confirmation and registered the new device. Final.
+    Approved,
+    /// The existing device refused (confirmation failed, or the user said no). Final.
+    Rejected,
+}
+
+impl PairingState {
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Responded => "responded",
+            Self::Confirmed => "confirmed",
+            Self::Aborted => "aborted",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "requested" => Self::Requested,
+            "responded" => Self::Responded,
+            "confirmed" => Self::Confirmed,
+            "aborted" => Self::Aborted,
+            "approved" => Self::Approved,
+            "rejected" => Self::Rejected,
+            _ => return Err(StoreError::storage("unknown pairing state stored")),
+        })
+    }
+
+    /// Whether the slot still counts toward the account's pending limit.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Requested | Self::Responded | Self::Confirmed)
+    }
+}
+
+/// A state change of a pairing slot; each is allowed from the states listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairingUpdate {
+    /// From `requested`: an existing device's response.
+    Respond {
+        /// The responding credential.
+        responder: CredentialId,
+        /// The vault's pairing response, opaque.
+        response: Vec<u8>,
+    },
+    /// From `responded`: the new device's confirmation, opaque.
+    Confirm(Vec<u8>),
+    /// From `requested` or `responded`: the new device gives up.
+    Abort,
+    /// From `confirmed`: the existing device accepted the confirmation.
+    Approve,
+    /// From any non-final state: the existing device refuses.
+    Reject,
+}
+
+impl PairingUpdate {
+    /// The states this update may start from.
+    pub fn allowed_from(&self) -> &'static [PairingState] {
+        use PairingState::*;
+        match self {
+            Self::Respond { .. } => &[Requested],
+            Self::Confirm(_) => &[Responded],
+            Self::Abort => &[Requested, Responded],
+            Self::Approve => &[Confirmed],
+            Self::Reject => &[Requested, Responded, Confirmed, Aborted],
+        }
+    }
+
+    /// The state after the update.
+    pub fn target(&self) -> PairingState {
+        match self {
+            Self::Respond { .. } => PairingState::Responded,
+            Self::Confirm(_) => PairingState::Confirmed,
+            Self::Abort => PairingState::Aborted,
+            Self::Approve => PairingState::Approved,
+            Self::Reject => PairingState::Rejected,
+        }
+    }
+}
+
+/// A pairing slot: the mailbox between a new device and an existing one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairingSlot {
+    /// Its id.
+    pub id: PairingId,
+    /// The account the new device asks to join.
+    pub account: AccountId,
+    /// The new device's Ed25519 store key (validated), to be registered on approval.
+    pub public_key: Vec<u8>,
+    /// The name the new device gave itself (shown to the approver; unauthenticated).
+    pub name: String,
+    /// The vault's pairing request, opaque.
+    pub request: Vec<u8>,
+    /// Current state.
+    pub state: PairingState,
+    /// The credential that responded.
+    pub responder: Option<CredentialId>,
+    /// The vault's pairing response, opaque.
+    pub response: Option<Vec<u8>>,
+    /// The vault's pairing confirmation, opaque.
+    pub confirm: Option<Vec<u8>>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Expiry, Unix milliseconds: after it the slot answers `pairing_expired`.
+    pub expires_at: i64,
 }

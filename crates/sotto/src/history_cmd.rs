@@ -146,6 +146,40 @@ pub enum DeviceCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Pair THIS machine as a new device of an existing account: prints a code to type on
+    /// a device that already has the account (`sotto device approve`), waits for it, then
+    /// prints this device's id.
+    Add {
+        /// Store URL, e.g. http://127.0.0.1:8091.
+        #[arg(long)]
+        store: String,
+        /// Account id (shown by `sotto account create` / `sotto device approve`).
+        #[arg(long)]
+        account: String,
+        /// Name of this device (shown to the approving device and in the device list).
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// How long to wait for the approval, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Approve a pending `sotto device add` with the code it shows. Without `--code`, lists
+    /// the pending requests and asks for the code on standard input.
+    Approve {
+        /// The pairing slot (needed when several requests are pending).
+        #[arg(long)]
+        slot: Option<String>,
+        /// The 8-digit code shown on the new device.
+        #[arg(long)]
+        code: Option<String>,
+        /// How long to wait for the new device's confirmation, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Remove a device: revoke it on the store and rotate the account key for the rest.
     Remove {
         /// Credential id of the device.
@@ -413,6 +447,77 @@ pub async fn run_device(c: DeviceCommand) -> Result<ExitCode, CliError> {
                     if d.this_device { "\t(this device)" } else { "" }
                 );
             }
+        }
+        DeviceCommand::Add {
+            store,
+            account,
+            name,
+            timeout,
+            state,
+        } => {
+            let request =
+                HistoryClient::request_pairing(&store, &state.dir(), &account, &name).await?;
+            println!("pairing code: {}", request.code().display());
+            println!("slot {}", request.slot());
+            println!(
+                "on a device of this account run: sotto device approve --code \"{}\"",
+                request.code().display()
+            );
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let client = request
+                .await_approval(std::time::Duration::from_secs(timeout))
+                .await?;
+            println!("account {}", client.account_id());
+            println!("device {}", client.credential_id());
+        }
+        DeviceCommand::Approve {
+            slot,
+            code,
+            timeout,
+            state,
+        } => {
+            let mut client = state.open().await?;
+            let pending = client.list_pairing_requests().await?;
+            let chosen = match &slot {
+                Some(s) => pending.iter().find(|p| &p.slot_id == s),
+                None if pending.len() == 1 => pending.first(),
+                None => None,
+            };
+            let Some(chosen) = chosen.cloned() else {
+                for p in &pending {
+                    eprintln!("pending: slot {}\tname {:?}", p.slot_id, p.name);
+                }
+                let msg = if pending.is_empty() {
+                    "NO_PAIRING_REQUEST: no pending pairing request (run `sotto device add` on the new device)"
+                } else if slot.is_some() {
+                    "NO_PAIRING_REQUEST: no pending pairing request with that slot"
+                } else {
+                    "SEVERAL_PAIRING_REQUESTS: several requests are pending: choose one with --slot"
+                };
+                return Err(msg.into());
+            };
+            eprintln!(
+                "pairing request from device {:?} (slot {})",
+                chosen.name, chosen.slot_id
+            );
+            let code = match code {
+                Some(c) => c,
+                None => {
+                    eprint!("code shown on the new device: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+            };
+            let id = client
+                .approve_pairing(
+                    &chosen.slot_id,
+                    &code,
+                    std::time::Duration::from_secs(timeout),
+                )
+                .await?;
+            println!("approved device {id}");
         }
         DeviceCommand::Remove { id, state } => {
             let mut client = state.open().await?;

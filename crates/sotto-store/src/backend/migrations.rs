@@ -11,8 +11,13 @@
 //! client's bytes exactly as sent.
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
+/// Version 2 (both dialects, same meaning): pairing slots, the mailbox between a new device
+/// that is not yet a credential and an existing device of the account (`docs/store.md`,
+/// "Pairing slots"). `state` is one of `requested`, `responded`, `confirmed`, `aborted`,
+/// `approved`, `rejected`.
+///
 /// SQLite migrations: `(version, SQL)`.
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -73,6 +78,26 @@ CREATE UNIQUE INDEX items_seq ON items(account_id, seq);
 "#,
     ),
     (2, SQLITE_PASSKEYS),
+    (
+        3,
+        r#"
+CREATE TABLE pairing_slots (
+    id            BLOB    PRIMARY KEY CHECK (length(id) = 16),
+    account_id    BLOB    NOT NULL REFERENCES accounts(id),
+    public_key    BLOB    NOT NULL,
+    name          TEXT    NOT NULL,
+    request       BLOB    NOT NULL,
+    state         TEXT    NOT NULL,
+    responder_id  BLOB,
+    response      BLOB,
+    confirm       BLOB,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE INDEX pairing_slots_account ON pairing_slots(account_id, expires_at);
+CREATE INDEX pairing_slots_expiry ON pairing_slots(expires_at);
+"#,
+    ),
 ];
 
 /// Migration 2 (SQLite): WebAuthn passkeys. A passkey is a `credentials` row of kind
@@ -160,6 +185,26 @@ ALTER TABLE wrapped_keys ALTER COLUMN blob SET STORAGE EXTERNAL;
 "#,
     ),
     (2, POSTGRES_PASSKEYS),
+    (
+        3,
+        r#"
+CREATE TABLE pairing_slots (
+    id            BYTEA   PRIMARY KEY CHECK (length(id) = 16),
+    account_id    BYTEA   NOT NULL REFERENCES accounts(id),
+    public_key    BYTEA   NOT NULL,
+    name          TEXT    NOT NULL,
+    request       BYTEA   NOT NULL,
+    state         TEXT    NOT NULL,
+    responder_id  BYTEA,
+    response      BYTEA,
+    confirm       BYTEA,
+    created_at    BIGINT  NOT NULL,
+    expires_at    BIGINT  NOT NULL
+);
+CREATE INDEX pairing_slots_account ON pairing_slots(account_id, expires_at);
+CREATE INDEX pairing_slots_expiry ON pairing_slots(expires_at);
+"#,
+    ),
 ];
 
 /// Migration 2 (PostgreSQL), the same tables as [`SQLITE_PASSKEYS`].

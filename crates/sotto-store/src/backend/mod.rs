@@ -21,7 +21,8 @@ use std::future::Future;
 
 use crate::{
     AccountId, AccountUsage, Challenge, ChangePage, Credential, CredentialId, ItemId, ItemWrite,
-    KeyId, KeyRecord, NewCredential, Quota, Session, StoreError, WriteOutcome,
+    KeyId, KeyRecord, NewCredential, PairingId, PairingSlot, PairingUpdate, Quota, Session,
+    StoreError, WriteOutcome,
 };
 use crate::{Item, model::CredentialKind};
 
@@ -172,6 +173,37 @@ pub trait Backend: passkeys::PasskeyBackend + Send + Sync + 'static {
         with_blobs: bool,
         max_blob_bytes: u64,
     ) -> impl Future<Output = R<ChangePage>> + Send;
+
+    /// Stores a new pairing slot (state `requested`). Purges slots expired for over an hour.
+    /// Errors: [`StoreError::UnknownAccount`], [`StoreError::TooManyPairings`] (the account
+    /// already has `max_pending` unexpired slots in a pending state).
+    fn create_pairing(
+        &self,
+        slot: PairingSlot,
+        max_pending: u64,
+        now: i64,
+    ) -> impl Future<Output = R<()>> + Send;
+
+    /// One pairing slot, whatever its state or expiry.
+    fn pairing(&self, slot: PairingId) -> impl Future<Output = R<Option<PairingSlot>>> + Send;
+
+    /// The account's unexpired slots, oldest first.
+    fn pairings(
+        &self,
+        account: AccountId,
+        now: i64,
+    ) -> impl Future<Output = R<Vec<PairingSlot>>> + Send;
+
+    /// Applies `update` atomically if the slot is in one of
+    /// [`PairingUpdate::allowed_from`] and unexpired; returns the updated slot. Errors:
+    /// [`StoreError::PairingNotFound`], [`StoreError::PairingExpired`],
+    /// [`StoreError::PairingState`]. Nothing changes on error.
+    fn advance_pairing(
+        &self,
+        slot: PairingId,
+        update: PairingUpdate,
+        now: i64,
+    ) -> impl Future<Output = R<PairingSlot>> + Send;
 }
 
 /// Either backend, chosen at run time (what [`crate::serve`] uses).
@@ -263,6 +295,86 @@ impl Backend for AnyBackend {
     async fn changes(&self, a: AccountId, s: u64, l: u32, b: bool, m: u64) -> R<ChangePage> {
         delegate!(self.changes(a, s, l, b, m))
     }
+    async fn create_pairing(&self, s: PairingSlot, m: u64, now: i64) -> R<()> {
+        delegate!(self.create_pairing(s, m, now))
+    }
+    async fn pairing(&self, s: PairingId) -> R<Option<PairingSlot>> {
+        delegate!(self.pairing(s))
+    }
+    async fn pairings(&self, a: AccountId, now: i64) -> R<Vec<PairingSlot>> {
+        delegate!(self.pairings(a, now))
+    }
+    async fn advance_pairing(&self, s: PairingId, u: PairingUpdate, now: i64) -> R<PairingSlot> {
+        delegate!(self.advance_pairing(s, u, now))
+    }
+}
+
+/// Slots this long past their expiry are deleted (until then they answer `pairing_expired`).
+pub(crate) const PAIRING_PURGE_AFTER_MS: i64 = 60 * 60 * 1000;
+
+/// The pure check of [`Backend::advance_pairing`], identical for both backends.
+pub(crate) fn check_advance(slot: &PairingSlot, update: &PairingUpdate, now: i64) -> R<()> {
+    if slot.expires_at <= now {
+        return Err(StoreError::PairingExpired);
+    }
+    if !update.allowed_from().contains(&slot.state) {
+        return Err(StoreError::PairingState {
+            state: slot.state.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// A slot row as stored: `(id, account_id, public_key, name, request, state, responder_id,
+/// response, confirm, created_at, expires_at)`.
+pub(crate) type RawPairing = (
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    String,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+    i64,
+);
+
+pub(crate) const PAIRING_COLUMNS: &str = "id, account_id, public_key, name, request, state, \
+    responder_id, response, confirm, created_at, expires_at";
+
+pub(crate) fn pairing_from_raw(r: RawPairing) -> R<PairingSlot> {
+    Ok(PairingSlot {
+        id: PairingId::from_slice(&r.0)?,
+        account: AccountId::from_slice(&r.1)?,
+        public_key: r.2,
+        name: r.3,
+        request: r.4,
+        state: crate::PairingState::parse(&r.5)?,
+        responder: r.6.as_deref().map(CredentialId::from_slice).transpose()?,
+        response: r.7,
+        confirm: r.8,
+        created_at: r.9,
+        expires_at: r.10,
+    })
+}
+
+/// The slot after `update` (already checked).
+pub(crate) fn apply_update(mut slot: PairingSlot, update: PairingUpdate) -> PairingSlot {
+    slot.state = update.target();
+    match update {
+        PairingUpdate::Respond {
+            responder,
+            response,
+        } => {
+            slot.responder = Some(responder);
+            slot.response = Some(response);
+        }
+        PairingUpdate::Confirm(c) => slot.confirm = Some(c),
+        _ => {}
+    }
+    slot
 }
 
 // ---- helpers shared by both backends ----------------------------------------------------------

@@ -23,12 +23,14 @@ use deadpool_postgres::{
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
-    Backend, CurrentItem, R, attach_blobs, cut_by_bytes, migrations, parse_kind, plan_write,
-    to_i64, to_u64,
+    Backend, CurrentItem, PAIRING_COLUMNS, PAIRING_PURGE_AFTER_MS, R, apply_update, attach_blobs,
+    check_advance, cut_by_bytes, migrations, pairing_from_raw, parse_kind, plan_write, to_i64,
+    to_u64,
 };
 use crate::{
     AccountId, AccountUsage, Challenge, ChangePage, Credential, CredentialId, Item, ItemId,
-    ItemWrite, KeyId, KeyRecord, NewCredential, Quota, Session, StoreError, WriteOutcome,
+    ItemWrite, KeyId, KeyRecord, NewCredential, PairingId, PairingSlot, PairingUpdate, Quota,
+    Session, StoreError, WriteOutcome,
 };
 
 /// Arbitrary constant for the advisory lock that serialises migrations across relays.
@@ -172,6 +174,22 @@ async fn lock_account(tx: &impl GenericClient, account: &AccountId) -> R<bool> {
         .is_some())
 }
 
+fn pairing_row(row: &Row) -> R<PairingSlot> {
+    pairing_from_raw((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+        row.try_get(7)?,
+        row.try_get(8)?,
+        row.try_get(9)?,
+        row.try_get(10)?,
+    ))
+}
+
 const CREDENTIAL_COLUMNS: &str = "id, account_id, kind, public_key, created_at, revoked_at";
 
 fn credential_from_row(row: &Row) -> R<Credential> {
@@ -258,7 +276,15 @@ impl Backend for PostgresBackend {
             )
             .await?
             .is_some();
-        if duplicate {
+        // A client-chosen id (pairing) may collide with any account's credential.
+        let id_taken = tx
+            .query_opt(
+                "SELECT 1 FROM credentials WHERE id = $1",
+                &[&&credential.id.0[..]],
+            )
+            .await?
+            .is_some();
+        if duplicate || id_taken {
             return Err(StoreError::DuplicateCredential);
         }
         let active: i64 = tx
@@ -786,5 +812,113 @@ impl Backend for PostgresBackend {
         }
         tx.commit().await?;
         Ok(ChangePage { items, more })
+    }
+
+    async fn create_pairing(&self, slot: PairingSlot, max_pending: u64, now: i64) -> R<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The account's row lock serialises the pending count with the insert.
+        if !lock_account(&tx, &slot.account).await? {
+            return Err(StoreError::UnknownAccount);
+        }
+        tx.execute(
+            "DELETE FROM pairing_slots WHERE expires_at < $1",
+            &[&now.saturating_sub(PAIRING_PURGE_AFTER_MS)],
+        )
+        .await?;
+        let pending: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM pairing_slots WHERE account_id = $1 AND expires_at > $2
+                 AND state IN ('requested', 'responded', 'confirmed')",
+                &[&&slot.account.0[..], &now],
+            )
+            .await?
+            .try_get(0)?;
+        if to_u64(pending)? >= max_pending {
+            return Err(StoreError::TooManyPairings { limit: max_pending });
+        }
+        tx.execute(
+            "INSERT INTO pairing_slots (id, account_id, public_key, name, request, state,
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &&slot.id.0[..],
+                &&slot.account.0[..],
+                &slot.public_key,
+                &slot.name,
+                &slot.request,
+                &slot.state.as_str(),
+                &slot.created_at,
+                &slot.expires_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pairing(&self, slot: PairingId) -> R<Option<PairingSlot>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {PAIRING_COLUMNS} FROM pairing_slots WHERE id = $1"),
+                &[&&slot.0[..]],
+            )
+            .await?
+            .as_ref()
+            .map(pairing_row)
+            .transpose()
+    }
+
+    async fn pairings(&self, account: AccountId, now: i64) -> R<Vec<PairingSlot>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "SELECT {PAIRING_COLUMNS} FROM pairing_slots
+                     WHERE account_id = $1 AND expires_at > $2 ORDER BY created_at, id"
+                ),
+                &[&&account.0[..], &now],
+            )
+            .await?
+            .iter()
+            .map(pairing_row)
+            .collect()
+    }
+
+    async fn advance_pairing(
+        &self,
+        slot: PairingId,
+        update: PairingUpdate,
+        now: i64,
+    ) -> R<PairingSlot> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The row lock makes each step happen at most once across relays.
+        let current = tx
+            .query_opt(
+                &format!("SELECT {PAIRING_COLUMNS} FROM pairing_slots WHERE id = $1 FOR UPDATE"),
+                &[&&slot.0[..]],
+            )
+            .await?
+            .as_ref()
+            .map(pairing_row)
+            .transpose()?
+            .ok_or(StoreError::PairingNotFound)?;
+        check_advance(&current, &update, now)?;
+        let next = apply_update(current, update);
+        tx.execute(
+            "UPDATE pairing_slots SET state = $2, responder_id = $3, response = $4, confirm = $5
+             WHERE id = $1",
+            &[
+                &&slot.0[..],
+                &next.state.as_str(),
+                &next.responder.map(|r| r.0.to_vec()),
+                &next.response,
+                &next.confirm,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
     }
 }

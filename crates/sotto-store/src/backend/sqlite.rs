@@ -22,12 +22,14 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{
-    Backend, CurrentItem, R, attach_blobs, cut_by_bytes, migrations, parse_kind, plan_write,
-    to_i64, to_u64,
+    Backend, CurrentItem, PAIRING_COLUMNS, PAIRING_PURGE_AFTER_MS, R, RawPairing, apply_update,
+    attach_blobs, check_advance, cut_by_bytes, migrations, pairing_from_raw, parse_kind,
+    plan_write, to_i64, to_u64,
 };
 use crate::{
     AccountId, AccountUsage, Challenge, ChangePage, Credential, CredentialId, Item, ItemId,
-    ItemWrite, KeyId, KeyRecord, NewCredential, Quota, Session, StoreError, WriteOutcome,
+    ItemWrite, KeyId, KeyRecord, NewCredential, PairingId, PairingSlot, PairingUpdate, Quota,
+    Session, StoreError, WriteOutcome,
 };
 
 /// The SQLite backend. Cheap to clone (clones share the connection).
@@ -185,6 +187,33 @@ impl RawCredential {
 
 const CREDENTIAL_COLUMNS: &str = "id, account_id, kind, public_key, created_at, revoked_at";
 
+fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawPairing> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn read_pairing(c: &Connection, slot: &PairingId) -> R<Option<PairingSlot>> {
+    c.query_row(
+        &format!("SELECT {PAIRING_COLUMNS} FROM pairing_slots WHERE id = ?1"),
+        [&slot.0[..]],
+        pairing_row,
+    )
+    .optional()?
+    .map(pairing_from_raw)
+    .transpose()
+}
+
 fn account_exists(tx: &Transaction<'_>, account: &AccountId) -> R<bool> {
     Ok(tx
         .query_row(
@@ -278,7 +307,16 @@ impl Backend for SqliteBackend {
                 )
                 .optional()?
                 .is_some();
-            if duplicate {
+            // A client-chosen id (pairing) may collide with any account's credential.
+            let id_taken = tx
+                .query_row(
+                    "SELECT 1 FROM credentials WHERE id = ?1",
+                    [&credential.id.0[..]],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if duplicate || id_taken {
                 return Err(StoreError::DuplicateCredential);
             }
             let active: i64 = tx.query_row(
@@ -825,6 +863,87 @@ impl Backend for SqliteBackend {
                 attach_blobs(&mut items, rows)?;
             }
             Ok(ChangePage { items, more })
+        })
+        .await
+    }
+
+    async fn create_pairing(&self, slot: PairingSlot, max_pending: u64, now: i64) -> R<()> {
+        self.write(move |tx| {
+            if !account_exists(tx, &slot.account)? {
+                return Err(StoreError::UnknownAccount);
+            }
+            tx.execute(
+                "DELETE FROM pairing_slots WHERE expires_at < ?1",
+                [now.saturating_sub(PAIRING_PURGE_AFTER_MS)],
+            )?;
+            let pending: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM pairing_slots WHERE account_id = ?1 AND expires_at > ?2
+                 AND state IN ('requested', 'responded', 'confirmed')",
+                params![&slot.account.0[..], now],
+                |r| r.get(0),
+            )?;
+            if to_u64(pending)? >= max_pending {
+                return Err(StoreError::TooManyPairings { limit: max_pending });
+            }
+            tx.execute(
+                "INSERT INTO pairing_slots (id, account_id, public_key, name, request, state,
+                 created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    &slot.id.0[..],
+                    &slot.account.0[..],
+                    slot.public_key,
+                    slot.name,
+                    slot.request,
+                    slot.state.as_str(),
+                    slot.created_at,
+                    slot.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pairing(&self, slot: PairingId) -> R<Option<PairingSlot>> {
+        self.run(move |c| read_pairing(c, &slot)).await
+    }
+
+    async fn pairings(&self, account: AccountId, now: i64) -> R<Vec<PairingSlot>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {PAIRING_COLUMNS} FROM pairing_slots
+                 WHERE account_id = ?1 AND expires_at > ?2 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt
+                .query_map(params![&account.0[..], now], pairing_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(pairing_from_raw).collect()
+        })
+        .await
+    }
+
+    async fn advance_pairing(
+        &self,
+        slot: PairingId,
+        update: PairingUpdate,
+        now: i64,
+    ) -> R<PairingSlot> {
+        self.write(move |tx| {
+            let current = read_pairing(tx, &slot)?.ok_or(StoreError::PairingNotFound)?;
+            check_advance(&current, &update, now)?;
+            let next = apply_update(current, update);
+            tx.execute(
+                "UPDATE pairing_slots SET state = ?2, responder_id = ?3, response = ?4,
+                 confirm = ?5 WHERE id = ?1",
+                params![
+                    &slot.0[..],
+                    next.state.as_str(),
+                    next.responder.map(|r| r.0.to_vec()),
+                    next.response,
+                    next.confirm
+                ],
+            )?;
+            Ok(next)
         })
         .await
     }
