@@ -666,7 +666,8 @@ mod tests {
             ("string", C::String("héllo".into())),
             ("array", C::Array(vec![C::String("a".into()), C::String("".into())])),
             ("nested", C::Array(vec![C::Array(vec![C::U32(1), C::U32(2)])])),
-            ("general.alignment", C::U32(64)),
+            // candle's writer always pads to 32, so only 32 is consistent here.
+            ("general.alignment", C::U32(32)),
         ];
         let mk = |shape: &[usize], dtype| {
             let n: usize = shape.iter().product();
