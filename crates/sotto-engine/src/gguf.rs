@@ -258,14 +258,16 @@ impl<'a> Cursor<'a> {
                 actual: self.data.len() as u64,
             });
         }
-        usize::try_from(n).map_err(|_| EngineError::GgufMalformed(format!("{what} count too large")))
+        usize::try_from(n)
+            .map_err(|_| EngineError::GgufMalformed(format!("{what} count too large")))
     }
 
     fn string(&mut self) -> Result<String, EngineError> {
         let len = self.count(1, "string length")?;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| EngineError::GgufMalformed(format!("invalid UTF-8 at offset {}", self.pos)))
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            EngineError::GgufMalformed(format!("invalid UTF-8 at offset {}", self.pos))
+        })
     }
 
     fn value(&mut self, ty: u32, depth: u32) -> Result<Value, EngineError> {
@@ -285,7 +287,9 @@ impl<'a> Cursor<'a> {
             8 => Value::String(self.string()?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(EngineError::GgufMalformed("arrays nested too deeply".into()));
+                    return Err(EngineError::GgufMalformed(
+                        "arrays nested too deeply".into(),
+                    ));
                 }
                 let elem_ty = self.u32()?;
                 let min = min_value_size(elem_ty).ok_or_else(|| {
@@ -301,7 +305,11 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64()?),
             11 => Value::I64(i64::from_le_bytes(self.array()?)),
             12 => Value::F64(f64::from_le_bytes(self.array()?)),
-            t => return Err(EngineError::GgufMalformed(format!("unknown value type {t}"))),
+            t => {
+                return Err(EngineError::GgufMalformed(format!(
+                    "unknown value type {t}"
+                )));
+            }
         })
     }
 }
@@ -321,7 +329,9 @@ fn min_value_size(ty: u32) -> Option<usize> {
 pub(crate) fn parse(data: &[u8]) -> Result<Gguf, EngineError> {
     let mut c = Cursor { data, pos: 0 };
     if c.array::<4>()? != MAGIC {
-        return Err(EngineError::GgufMalformed("bad magic (not a GGUF file)".into()));
+        return Err(EngineError::GgufMalformed(
+            "bad magic (not a GGUF file)".into(),
+        ));
     }
     let version = c.u32()?;
     if !(version == 2 || version == 3) {
@@ -605,7 +615,10 @@ pub(crate) fn vocab_spec_from_metadata(g: &Gguf) -> Result<VocabSpec, EngineErro
         _ => Ok(()),
     };
     per_token(scores.as_ref().map(Vec::len), "tokenizer.ggml.scores")?;
-    per_token(token_types.as_ref().map(Vec::len), "tokenizer.ggml.token_type")?;
+    per_token(
+        token_types.as_ref().map(Vec::len),
+        "tokenizer.ggml.token_type",
+    )?;
     Ok(VocabSpec {
         model,
         pre: g.opt_str("tokenizer.ggml.pre")?.map(str::to_owned),
@@ -651,7 +664,7 @@ mod tests {
     #[test]
     fn agrees_with_candle_reader() {
         use gguf_file::Value as C;
-        let meta = vec![
+        let meta = [
             ("u8", C::U8(7)),
             ("i8", C::I8(-7)),
             ("u16", C::U16(700)),
@@ -664,8 +677,14 @@ mod tests {
             ("f64", C::F64(-2.25)),
             ("bool", C::Bool(true)),
             ("string", C::String("héllo".into())),
-            ("array", C::Array(vec![C::String("a".into()), C::String("".into())])),
-            ("nested", C::Array(vec![C::Array(vec![C::U32(1), C::U32(2)])])),
+            (
+                "array",
+                C::Array(vec![C::String("a".into()), C::String("".into())]),
+            ),
+            (
+                "nested",
+                C::Array(vec![C::Array(vec![C::U32(1), C::U32(2)])]),
+            ),
             // candle's writer always pads to 32, so only 32 is consistent here.
             ("general.alignment", C::U32(32)),
         ];
@@ -675,7 +694,7 @@ mod tests {
             let t = Tensor::from_vec(data, shape, &Device::Cpu).unwrap();
             QTensor::quantize(&t, dtype).unwrap()
         };
-        let tensors = vec![
+        let tensors = [
             ("a", mk(&[3, 256], GgmlDType::Q4K)),
             ("b", mk(&[5], GgmlDType::F32)),
             ("c", mk(&[2, 64], GgmlDType::Q8_0)),
@@ -700,13 +719,24 @@ mod tests {
             let t = &ours.tensors[name];
             let dims: Vec<u64> = info.shape.dims().iter().rev().map(|&d| d as u64).collect();
             assert_eq!(t.dims, dims, "{name}");
-            assert_eq!(t.start as u64, theirs.tensor_data_offset + info.offset, "{name}");
-            assert_eq!(t.ty.name(), format!("{:?}", info.ggml_dtype).replace("K", "_K"));
+            assert_eq!(
+                t.start as u64,
+                theirs.tensor_data_offset + info.offset,
+                "{name}"
+            );
+            assert_eq!(
+                t.ty.name(),
+                format!("{:?}", info.ggml_dtype).replace("K", "_K")
+            );
             // The bytes we would map are the bytes candle reads.
             let q = theirs
                 .tensor(&mut std::io::Cursor::new(&bytes), name, &Device::Cpu)
                 .unwrap();
-            assert_eq!(&bytes[t.start..t.start + t.len], &q.data().unwrap()[..], "{name}");
+            assert_eq!(
+                &bytes[t.start..t.start + t.len],
+                &q.data().unwrap()[..],
+                "{name}"
+            );
         }
     }
 }

@@ -188,7 +188,10 @@ pub(crate) fn load(store: Arc<Store>, opts: &LoadOptions) -> Result<Loaded, Engi
         None => model_ctx,
     };
 
-    let c = Ctx { g: &g, store: &store };
+    let c = Ctx {
+        g: &g,
+        store: &store,
+    };
     let embd = c.info("token_embd.weight")?;
     let vocab_size = match embd.dims.as_slice() {
         [d, v] if *d == dim as u64 && *v >= 1 && *v <= (1 << 22) => *v as usize,

@@ -315,7 +315,9 @@ impl Model {
             });
         }
         if tokens.iter().any(|&t| t as usize >= self.hp.vocab_size) {
-            return Err(EngineError::InvalidParams("token id outside the vocabulary"));
+            return Err(EngineError::InvalidParams(
+                "token id outside the vocabulary",
+            ));
         }
         let mut state = State::new(&self.hp, &self.weights);
         Ok(tokens

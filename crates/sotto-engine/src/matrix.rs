@@ -50,7 +50,9 @@ impl Store {
                 let all = words.as_slice();
                 // SAFETY: any initialized u64 memory is valid as bytes; `len <= 8 * words.len()`
                 // by construction in `copy_of`, and the slice borrows `words`.
-                unsafe { std::slice::from_raw_parts(all.as_ptr().cast::<u8>(), (*len).min(all.len() * 8)) }
+                unsafe {
+                    std::slice::from_raw_parts(all.as_ptr().cast::<u8>(), (*len).min(all.len() * 8))
+                }
             }
         }
     }
@@ -193,9 +195,7 @@ impl Matrix {
                 len,
             },
         };
-        let expected_blocks = rows
-            .checked_mul(cols)
-            .map(|n| n / ty.block_size() as usize);
+        let expected_blocks = rows.checked_mul(cols).map(|n| n / ty.block_size() as usize);
         let ok = cols.is_multiple_of(ty.block_size() as usize)
             && expected_blocks.is_some()
             && m.view().len() == expected_blocks;
@@ -216,7 +216,10 @@ impl Matrix {
                 store,
                 start,
                 len,
-            } => match start.checked_add(*len).and_then(|end| store.bytes().get(*start..end)) {
+            } => match start
+                .checked_add(*len)
+                .and_then(|end| store.bytes().get(*start..end))
+            {
                 Some(b) => (*ty, b),
                 None => return View::Invalid,
             },
@@ -362,7 +365,11 @@ mod tests {
     #[test]
     fn type_sizes_match_ggml() {
         fn check<T: Kernel>(ours: GgmlType) {
-            assert_eq!(std::mem::size_of::<T>() as u64, ours.type_size(), "{ours:?}");
+            assert_eq!(
+                std::mem::size_of::<T>() as u64,
+                ours.type_size(),
+                "{ours:?}"
+            );
             assert_eq!(T::BLCK_SIZE as u64, ours.block_size(), "{ours:?}");
             assert_eq!(T::DTYPE.type_size() as u64, ours.type_size());
         }

@@ -149,7 +149,10 @@ impl Tokenizer {
         }
         for b in 0..=255u8 {
             if parse_byte_piece(&pieces[BYTE_OFFSET as usize + b as usize]) != Some(b) {
-                return invalid(format!("token {} is not the byte piece <0x{b:02X}>", b as u32 + BYTE_OFFSET));
+                return invalid(format!(
+                    "token {} is not the byte piece <0x{b:02X}>",
+                    b as u32 + BYTE_OFFSET
+                ));
             }
         }
         if let Some(id) = scores.iter().position(|s| !s.is_finite()) {

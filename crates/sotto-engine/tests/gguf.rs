@@ -47,8 +47,7 @@ impl Quant {
         match self {
             Quant::Uniform(t) => t,
             Quant::Q4KM => {
-                if name.contains("attn_v") || name.contains("ffn_down") || name == "output.weight"
-                {
+                if name.contains("attn_v") || name.contains("ffn_down") || name == "output.weight" {
                     GgmlDType::Q6K
                 } else if name.contains("attn_q.") {
                     GgmlDType::Q5_0
@@ -87,10 +86,7 @@ const DIMS: Dims = Dims {
 };
 
 /// Qwen3 with an explicit head size: n_heads * head_dim (512) != dim (256).
-const QWEN3_DIMS: Dims = Dims {
-    heads: 8,
-    ..DIMS
-};
+const QWEN3_DIMS: Dims = Dims { heads: 8, ..DIMS };
 
 /// Deterministic pseudo-random floats in [-scale, scale).
 struct Rng(u64);
@@ -131,7 +127,11 @@ fn spm_vocab(n: usize) -> (Vec<Value>, Vec<Value>) {
     let mut i = 0;
     while tokens.len() < n {
         let base = letters[i % letters.len()];
-        tokens.push(if i < letters.len() { base.to_string() } else { format!("{base}{i}") });
+        tokens.push(if i < letters.len() {
+            base.to_string()
+        } else {
+            format!("{base}{i}")
+        });
         i += 1;
     }
     let scores = (0..n).map(|i| Value::F32(-(i as f32))).collect();
@@ -146,7 +146,14 @@ struct Builder {
 
 impl Builder {
     /// A random tensor quantized to `dtype`; the reference gets its dequantized values.
-    fn random(&mut self, name: String, shape: &[usize], scale: f32, dtype: GgmlDType, rng: &mut Rng) {
+    fn random(
+        &mut self,
+        name: String,
+        shape: &[usize],
+        scale: f32,
+        dtype: GgmlDType,
+        rng: &mut Rng,
+    ) {
         let n: usize = shape.iter().product();
         let t = Tensor::from_vec(rng.vec(n, scale), shape, &Device::Cpu).expect("tensor");
         let q = QTensor::quantize(&t, dtype).expect("quantize");
@@ -171,13 +178,31 @@ impl Builder {
 }
 
 fn build(arch: Arch, quant: Quant, d: Dims, tied: bool, extra_meta: &[(&str, Value)]) -> TestModel {
+    build_with(arch, quant, d, tied, extra_meta, None)
+}
+
+/// `build`, optionally with a Llama 3 `rope_freqs.weight` tensor.
+fn build_with(
+    arch: Arch,
+    quant: Quant,
+    d: Dims,
+    tied: bool,
+    extra_meta: &[(&str, Value)],
+    rope_freqs: Option<Vec<f32>>,
+) -> TestModel {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ d.dim as u64 ^ ((arch as u64) << 32));
     let mut b = Builder::default();
     let q_dim = d.heads * d.head_dim;
     let kv_dim = d.kv_heads * d.head_dim;
     let w_scale = |cols: usize| 1.7 / (cols as f32).sqrt();
     let t = quant.for_tensor("token_embd.weight");
-    b.random("token_embd.weight".into(), &[d.vocab, d.dim], 1.0, t, &mut rng);
+    b.random(
+        "token_embd.weight".into(),
+        &[d.vocab, d.dim],
+        1.0,
+        t,
+        &mut rng,
+    );
     for l in 0..d.layers {
         let n = |s: &str| format!("blk.{l}.{s}");
         for (name, rows, cols) in [
@@ -202,7 +227,11 @@ fn build(arch: Arch, quant: Quant, d: Dims, tied: bool, extra_meta: &[(&str, Val
             b.vector(n(name), data);
         }
         if arch == Arch::Qwen2 {
-            for (name, len) in [("attn_q.bias", q_dim), ("attn_k.bias", kv_dim), ("attn_v.bias", kv_dim)] {
+            for (name, len) in [
+                ("attn_q.bias", q_dim),
+                ("attn_k.bias", kv_dim),
+                ("attn_v.bias", kv_dim),
+            ] {
                 b.vector(n(name), rng.vec(len, 0.5));
             }
         }
@@ -211,7 +240,16 @@ fn build(arch: Arch, quant: Quant, d: Dims, tied: bool, extra_meta: &[(&str, Val
     b.vector("output_norm.weight".into(), data);
     if !tied {
         let t = quant.for_tensor("output.weight");
-        b.random("output.weight".into(), &[d.vocab, d.dim], w_scale(d.dim) * 2.0, t, &mut rng);
+        b.random(
+            "output.weight".into(),
+            &[d.vocab, d.dim],
+            w_scale(d.dim) * 2.0,
+            t,
+            &mut rng,
+        );
+    }
+    if let Some(f) = rope_freqs {
+        b.vector("rope_freqs.weight".into(), f);
     }
     let Builder { tensors, weights } = b;
 
@@ -222,10 +260,22 @@ fn build(arch: Arch, quant: Quant, d: Dims, tied: bool, extra_meta: &[(&str, Val
         (format!("{a}.context_length"), Value::U32(d.ctx as u32)),
         (format!("{a}.embedding_length"), Value::U32(d.dim as u32)),
         (format!("{a}.block_count"), Value::U32(d.layers as u32)),
-        (format!("{a}.feed_forward_length"), Value::U32(d.hidden as u32)),
-        (format!("{a}.attention.head_count"), Value::U32(d.heads as u32)),
-        (format!("{a}.attention.head_count_kv"), Value::U32(d.kv_heads as u32)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
+        (
+            format!("{a}.feed_forward_length"),
+            Value::U32(d.hidden as u32),
+        ),
+        (
+            format!("{a}.attention.head_count"),
+            Value::U32(d.heads as u32),
+        ),
+        (
+            format!("{a}.attention.head_count_kv"),
+            Value::U32(d.kv_heads as u32),
+        ),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-6),
+        ),
         (format!("{a}.rope.freq_base"), Value::F32(10000.0)),
         ("tokenizer.ggml.model".into(), Value::String("llama".into())),
         ("tokenizer.ggml.tokens".into(), Value::Array(tokens)),
@@ -234,8 +284,14 @@ fn build(arch: Arch, quant: Quant, d: Dims, tied: bool, extra_meta: &[(&str, Val
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
     ];
     if arch == Arch::Qwen3 {
-        meta.push((format!("{a}.attention.key_length"), Value::U32(d.head_dim as u32)));
-        meta.push((format!("{a}.attention.value_length"), Value::U32(d.head_dim as u32)));
+        meta.push((
+            format!("{a}.attention.key_length"),
+            Value::U32(d.head_dim as u32),
+        ));
+        meta.push((
+            format!("{a}.attention.value_length"),
+            Value::U32(d.head_dim as u32),
+        ));
     }
     for (k, v) in extra_meta {
         meta.retain(|(key, _)| key != k);
@@ -266,7 +322,12 @@ enum RefRope {
 
 fn reference_logits(m: &TestModel, tokens: &[u32], rope: RefRope) -> Vec<Vec<f32>> {
     let d = m.d;
-    let w = |n: &str| m.weights.get(n).unwrap_or_else(|| panic!("missing {n}")).as_slice();
+    let w = |n: &str| {
+        m.weights
+            .get(n)
+            .unwrap_or_else(|| panic!("missing {n}"))
+            .as_slice()
+    };
     let eps = 1e-6f64;
     let hd = d.head_dim;
     let q_dim = d.heads * hd;
@@ -313,15 +374,25 @@ fn reference_logits(m: &TestModel, tokens: &[u32], rope: RefRope) -> Vec<Vec<f32
             let mut k = matvec(w(&n("attn_k.weight")), &xn, kv_dim);
             let mut v = matvec(w(&n("attn_v.weight")), &xn, kv_dim);
             if m.arch == Arch::Qwen2 {
-                for (vec, b) in [(&mut q, "attn_q.bias"), (&mut k, "attn_k.bias"), (&mut v, "attn_v.bias")] {
+                for (vec, b) in [
+                    (&mut q, "attn_q.bias"),
+                    (&mut k, "attn_k.bias"),
+                    (&mut v, "attn_v.bias"),
+                ] {
                     for (a, bb) in vec.iter_mut().zip(w(&n(b))) {
                         *a += *bb as f64;
                     }
                 }
             }
             if m.arch == Arch::Qwen3 {
-                q = q.chunks(hd).flat_map(|h| rms(h, w(&n("attn_q_norm.weight")))).collect();
-                k = k.chunks(hd).flat_map(|h| rms(h, w(&n("attn_k_norm.weight")))).collect();
+                q = q
+                    .chunks(hd)
+                    .flat_map(|h| rms(h, w(&n("attn_q_norm.weight"))))
+                    .collect();
+                k = k
+                    .chunks(hd)
+                    .flat_map(|h| rms(h, w(&n("attn_k_norm.weight"))))
+                    .collect();
             }
             apply_rope(&mut q, pos);
             apply_rope(&mut k, pos);
@@ -334,7 +405,10 @@ fn reference_logits(m: &TestModel, tokens: &[u32], rope: RefRope) -> Vec<Vec<f32
                 let scores: Vec<f64> = kcache[l]
                     .iter()
                     .map(|k| {
-                        qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>()
+                        qh.iter()
+                            .zip(&k[kvh * hd..(kvh + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
                             / (hd as f64).sqrt()
                     })
                     .collect();
@@ -352,13 +426,26 @@ fn reference_logits(m: &TestModel, tokens: &[u32], rope: RefRope) -> Vec<Vec<f32
             let xn = rms(&x, w(&n("ffn_norm.weight")));
             let g = matvec(w(&n("ffn_gate.weight")), &xn, d.hidden);
             let u = matvec(w(&n("ffn_up.weight")), &xn, d.hidden);
-            let hmid: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let hmid: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
             let dn = matvec(w(&n("ffn_down.weight")), &hmid, d.dim);
             x.iter_mut().zip(&dn).for_each(|(a, b)| *a += b);
         }
         let xn = rms(&x, w("output_norm.weight"));
-        let cls = if m.tied { w("token_embd.weight") } else { w("output.weight") };
-        out.push(matvec(cls, &xn, d.vocab).into_iter().map(|v| v as f32).collect());
+        let cls = if m.tied {
+            w("token_embd.weight")
+        } else {
+            w("output.weight")
+        };
+        out.push(
+            matvec(cls, &xn, d.vocab)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+        );
     }
     out
 }
@@ -491,7 +578,13 @@ fn load_gguf_from_file_matches_bytes() {
 
 #[test]
 fn generate_runs_on_gguf_and_respects_context() {
-    let m = build(Arch::Llama, Quant::Uniform(GgmlDType::Q8_0), DIMS, false, &[]);
+    let m = build(
+        Arch::Llama,
+        Quant::Uniform(GgmlDType::Q8_0),
+        DIMS,
+        false,
+        &[],
+    );
     let opts = LoadOptions {
         max_context: Some(8),
     };
@@ -526,7 +619,8 @@ fn stories_gguf() -> Vec<u8> {
         .chunks(4)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]).unsigned_abs() as usize)
         .collect();
-    let (dim, hidden, layers, heads, kv_heads, vocab, seq) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
+    let (dim, hidden, layers, heads, kv_heads, vocab, seq) =
+        (h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
     let hs = dim / heads;
     let kv = kv_heads * hs;
     let floats: Vec<f32> = ckpt[28..]
@@ -559,15 +653,51 @@ fn stories_gguf() -> Vec<u8> {
     put("output_norm.weight".into(), &rms_final, &[dim]);
     for l in 0..layers {
         let n = |s: &str| format!("blk.{l}.{s}");
-        put(n("attn_norm.weight"), &rms_att[l * dim..(l + 1) * dim], &[dim]);
-        put(n("ffn_norm.weight"), &rms_ffn[l * dim..(l + 1) * dim], &[dim]);
-        put(n("attn_q.weight"), &wq[l * dim * dim..(l + 1) * dim * dim], &[dim, dim]);
-        put(n("attn_k.weight"), &wk[l * kv * dim..(l + 1) * kv * dim], &[kv, dim]);
-        put(n("attn_v.weight"), &wv[l * kv * dim..(l + 1) * kv * dim], &[kv, dim]);
-        put(n("attn_output.weight"), &wo[l * dim * dim..(l + 1) * dim * dim], &[dim, dim]);
-        put(n("ffn_gate.weight"), &w1[l * hidden * dim..(l + 1) * hidden * dim], &[hidden, dim]);
-        put(n("ffn_down.weight"), &w2[l * dim * hidden..(l + 1) * dim * hidden], &[dim, hidden]);
-        put(n("ffn_up.weight"), &w3[l * hidden * dim..(l + 1) * hidden * dim], &[hidden, dim]);
+        put(
+            n("attn_norm.weight"),
+            &rms_att[l * dim..(l + 1) * dim],
+            &[dim],
+        );
+        put(
+            n("ffn_norm.weight"),
+            &rms_ffn[l * dim..(l + 1) * dim],
+            &[dim],
+        );
+        put(
+            n("attn_q.weight"),
+            &wq[l * dim * dim..(l + 1) * dim * dim],
+            &[dim, dim],
+        );
+        put(
+            n("attn_k.weight"),
+            &wk[l * kv * dim..(l + 1) * kv * dim],
+            &[kv, dim],
+        );
+        put(
+            n("attn_v.weight"),
+            &wv[l * kv * dim..(l + 1) * kv * dim],
+            &[kv, dim],
+        );
+        put(
+            n("attn_output.weight"),
+            &wo[l * dim * dim..(l + 1) * dim * dim],
+            &[dim, dim],
+        );
+        put(
+            n("ffn_gate.weight"),
+            &w1[l * hidden * dim..(l + 1) * hidden * dim],
+            &[hidden, dim],
+        );
+        put(
+            n("ffn_down.weight"),
+            &w2[l * dim * hidden..(l + 1) * dim * hidden],
+            &[dim, hidden],
+        );
+        put(
+            n("ffn_up.weight"),
+            &w3[l * hidden * dim..(l + 1) * hidden * dim],
+            &[hidden, dim],
+        );
     }
     // llama2.c tokenizer: i32 max_len, then (f32 score, i32 len, bytes) per token.
     let mut tokens = Vec::new();
@@ -626,14 +756,36 @@ fn load_err(bytes: &[u8]) -> EngineError {
 }
 
 fn small() -> TestModel {
-    build(Arch::Llama, Quant::Uniform(GgmlDType::Q8_0), DIMS, true, &[])
+    build(
+        Arch::Llama,
+        Quant::Uniform(GgmlDType::Q8_0),
+        DIMS,
+        true,
+        &[],
+    )
 }
 
 #[test]
 fn truncated_files() {
     let m = small();
     let n = m.bytes.len();
-    for cut in [0, 3, 4, 7, 8, 15, 23, 24, 30, 100, 1000, 5000, n / 2, n - 33, n - 1] {
+    for cut in [
+        0,
+        3,
+        4,
+        7,
+        8,
+        15,
+        23,
+        24,
+        30,
+        100,
+        1000,
+        5000,
+        n / 2,
+        n - 33,
+        n - 1,
+    ] {
         let e = load_err(&m.bytes[..cut]);
         assert_eq!(e.code(), "GGUF_TRUNCATED", "cut at {cut}: {e}");
     }
@@ -675,7 +827,13 @@ fn missing_or_bad_hyperparameters() {
         ("llama.rope.dimension_count", Value::U32(63)),
         ("llama.rope.freq_base", Value::F32(f32::NAN)),
     ] {
-        let m = build(Arch::Llama, Quant::Uniform(GgmlDType::F32), DIMS, true, &[(k, v)]);
+        let m = build(
+            Arch::Llama,
+            Quant::Uniform(GgmlDType::F32),
+            DIMS,
+            true,
+            &[(k, v)],
+        );
         assert_eq!(load_err(&m.bytes).code(), "GGUF_METADATA_INVALID", "{k}");
     }
 }
@@ -722,6 +880,92 @@ fn linear_rope_scaling_changes_positions() {
     assert_ne!(la[3], lb[3]);
 }
 
+#[test]
+fn llama3_rope_freq_factors() {
+    let plain = build(Arch::Llama, Quant::Uniform(GgmlDType::F32), DIMS, true, &[]);
+    let half = DIMS.head_dim / 2;
+    let model = |freqs: Vec<f32>, meta: &[(&str, Value)]| {
+        let m = build_with(
+            Arch::Llama,
+            Quant::Uniform(GgmlDType::F32),
+            DIMS,
+            true,
+            meta,
+            Some(freqs),
+        );
+        Model::from_gguf_bytes(&m.bytes, &LoadOptions::default()).expect("load")
+    };
+    let base = Model::from_gguf_bytes(&plain.bytes, &LoadOptions::default()).expect("load");
+    let ones = model(vec![1.0; half], &[]);
+    assert_eq!(
+        ones.logits(&TOKENS).expect("a"),
+        base.logits(&TOKENS).expect("b")
+    );
+    // Dividing every frequency by 2 is the same rotation as linear scaling by 2.
+    let twos = model(vec![2.0; half], &[]);
+    let linear = build(
+        Arch::Llama,
+        Quant::Uniform(GgmlDType::F32),
+        DIMS,
+        true,
+        &[
+            ("llama.rope.scaling.type", Value::String("linear".into())),
+            ("llama.rope.scaling.factor", Value::F32(2.0)),
+        ],
+    );
+    let linear = Model::from_gguf_bytes(&linear.bytes, &LoadOptions::default()).expect("load");
+    let err = rel_err(
+        &twos.logits(&TOKENS).expect("a"),
+        &linear.logits(&TOKENS).expect("b"),
+    );
+    assert!(err < 1e-5, "{err}");
+    assert_ne!(
+        twos.logits(&TOKENS).expect("a"),
+        base.logits(&TOKENS).expect("b")
+    );
+    // Wrong length and non-positive factors are refused.
+    let m = build_with(
+        Arch::Llama,
+        Quant::Uniform(GgmlDType::F32),
+        DIMS,
+        true,
+        &[],
+        Some(vec![1.0; half + 1]),
+    );
+    assert_eq!(load_err(&m.bytes).code(), "TENSOR_SHAPE_MISMATCH");
+    let m = build_with(
+        Arch::Llama,
+        Quant::Uniform(GgmlDType::F32),
+        DIMS,
+        true,
+        &[],
+        Some(vec![0.0; half]),
+    );
+    assert_eq!(load_err(&m.bytes).code(), "GGUF_METADATA_INVALID");
+}
+
+#[test]
+fn mutated_files_never_panic() {
+    // Deterministic single-byte and 8-byte corruptions all over a small valid file: every
+    // outcome must be a clean Ok or Err (a panic fails the test).
+    let m = build(Arch::Qwen2, Quant::Q4KM, DIMS, true, &[]);
+    let mut rng = Rng(12345);
+    let header_end = 20_000.min(m.bytes.len());
+    for i in 0..400 {
+        let mut b = m.bytes.clone();
+        let pos = ((rng.next() + 1.0) * 0.5 * header_end as f32) as usize % header_end;
+        if i % 2 == 0 {
+            b[pos] ^= 0xff;
+        } else {
+            let end = (pos + 8).min(b.len());
+            b[pos..end].fill(0xff);
+        }
+        if let Ok(model) = Model::from_gguf_bytes(&b, &LoadOptions::default()) {
+            let _ = model.logits(&[1, 2, 3]);
+        }
+    }
+}
+
 // A raw writer for files candle's writer cannot produce.
 
 fn raw_string(out: &mut Vec<u8>, s: &str) {
@@ -747,11 +991,15 @@ fn raw_gguf(kvs: &[Vec<u8>], infos: &[(&str, &[u64], u32, u64)], data_len: usize
         out.extend(ty.to_le_bytes());
         out.extend(off.to_le_bytes());
     }
-    while out.len() % 32 != 0 {
+    while !out.len().is_multiple_of(32) {
         out.push(0);
     }
     out.extend(std::iter::repeat_n(0u8, data_len));
     out
+}
+
+fn arch_kv() -> Vec<u8> {
+    kv_str("general.architecture", "llama")
 }
 
 fn kv_str(key: &str, value: &str) -> Vec<u8> {
@@ -809,34 +1057,54 @@ fn absurd_lengths_are_rejected_without_allocating() {
     kv.extend(1u64.to_le_bytes());
     kv.extend([0u8; 64]);
     let e = load_err(&raw_gguf(&[kv], &[], 0));
-    assert!(matches!(e.code(), "GGUF_MALFORMED" | "GGUF_TRUNCATED"), "{e}");
+    assert!(
+        matches!(e.code(), "GGUF_MALFORMED" | "GGUF_TRUNCATED"),
+        "{e}"
+    );
     // A tensor with 2^64-1 elements, and one whose dimensions overflow.
-    let arch = kv_str("general.architecture", "llama");
-    let e = load_err(&raw_gguf(&[arch.clone()], &[("t", &[huge], 0, 0)], 64));
+    let e = load_err(&raw_gguf(&[arch_kv()], &[("t", &[huge], 0, 0)], 64));
     assert_eq!(e.code(), "GGUF_MALFORMED", "{e}");
-    let e = load_err(&raw_gguf(&[arch.clone()], &[("t", &[1 << 40, 1 << 40], 0, 0)], 64));
+    let e = load_err(&raw_gguf(
+        &[arch_kv()],
+        &[("t", &[1 << 40, 1 << 40], 0, 0)],
+        64,
+    ));
     assert_eq!(e.code(), "GGUF_MALFORMED", "{e}");
     // A tensor far past the end of the file.
-    let e = load_err(&raw_gguf(&[arch.clone()], &[("t", &[1 << 30], 0, 0)], 64));
+    let e = load_err(&raw_gguf(&[arch_kv()], &[("t", &[1 << 30], 0, 0)], 64));
     assert_eq!(e.code(), "GGUF_TRUNCATED", "{e}");
-    let e = load_err(&raw_gguf(&[arch], &[("t", &[8], 0, 1 << 40)], 64));
+    let e = load_err(&raw_gguf(&[arch_kv()], &[("t", &[8], 0, 1 << 40)], 64));
     assert_eq!(e.code(), "GGUF_TRUNCATED", "{e}");
 }
 
 #[test]
 fn malformed_structures() {
-    let arch = kv_str("general.architecture", "llama");
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("misaligned tensor offset", raw_gguf(&[arch.clone()], &[("t", &[8], 0, 4)], 64)),
-        ("zero dimensions", raw_gguf(&[arch.clone()], &[("t", &[], 0, 0)], 64)),
-        ("five dimensions", raw_gguf(&[arch.clone()], &[("t", &[1, 1, 1, 1, 1], 0, 0)], 64)),
-        ("zero-sized dimension", raw_gguf(&[arch.clone()], &[("t", &[0], 0, 0)], 64)),
-        ("row not whole blocks", raw_gguf(&[arch.clone()], &[("t", &[16], 8, 0)], 64)),
+        (
+            "misaligned tensor offset",
+            raw_gguf(&[arch_kv()], &[("t", &[8], 0, 4)], 64),
+        ),
+        (
+            "zero dimensions",
+            raw_gguf(&[arch_kv()], &[("t", &[], 0, 0)], 64),
+        ),
+        (
+            "five dimensions",
+            raw_gguf(&[arch_kv()], &[("t", &[1, 1, 1, 1, 1], 0, 0)], 64),
+        ),
+        (
+            "zero-sized dimension",
+            raw_gguf(&[arch_kv()], &[("t", &[0], 0, 0)], 64),
+        ),
+        (
+            "row not whole blocks",
+            raw_gguf(&[arch_kv()], &[("t", &[16], 8, 0)], 64),
+        ),
         (
             "duplicate tensor",
-            raw_gguf(&[arch.clone()], &[("t", &[8], 0, 0), ("t", &[8], 0, 32)], 64),
+            raw_gguf(&[arch_kv()], &[("t", &[8], 0, 0), ("t", &[8], 0, 32)], 64),
         ),
-        ("duplicate key", raw_gguf(&[arch.clone(), arch.clone()], &[], 0)),
+        ("duplicate key", raw_gguf(&[arch_kv(), arch_kv()], &[], 0)),
         ("bad alignment", {
             let mut kv = Vec::new();
             raw_string(&mut kv, "general.alignment");
@@ -874,10 +1142,9 @@ fn malformed_structures() {
 
 #[test]
 fn unsupported_tensor_types() {
-    let arch = kv_str("general.architecture", "llama");
     // Q8_1 (9), Q8_K (15), an IQ type (16), BF16 (30) and an unknown id.
     for ty in [9u32, 15, 16, 30, 1000] {
-        let e = load_err(&raw_gguf(&[arch.clone()], &[("t", &[256], ty, 0)], 1024));
+        let e = load_err(&raw_gguf(&[arch_kv()], &[("t", &[256], ty, 0)], 1024));
         assert_eq!(e.code(), "UNSUPPORTED_TENSOR_TYPE", "type {ty}: {e}");
     }
 }
@@ -898,7 +1165,11 @@ fn rename(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
 #[test]
 fn missing_tensors() {
     let m = small();
-    for name in ["blk.1.ffn_up.weight", "output_norm.weight", "token_embd.weight"] {
+    for name in [
+        "blk.1.ffn_up.weight",
+        "output_norm.weight",
+        "token_embd.weight",
+    ] {
         let renamed = name.replace('.', "_");
         let e = load_err(&rename(&m.bytes, name, &renamed));
         assert_eq!(e.code(), "TENSOR_MISSING", "{name}: {e}");
@@ -906,7 +1177,13 @@ fn missing_tensors() {
     let q2 = build(Arch::Qwen2, Quant::Uniform(GgmlDType::F32), DIMS, true, &[]);
     let e = load_err(&rename(&q2.bytes, "blk.0.attn_k.bias", "blk.0.attn_k_bias"));
     assert_eq!(e.code(), "TENSOR_MISSING");
-    let q3 = build(Arch::Qwen3, Quant::Uniform(GgmlDType::F32), QWEN3_DIMS, true, &[]);
+    let q3 = build(
+        Arch::Qwen3,
+        Quant::Uniform(GgmlDType::F32),
+        QWEN3_DIMS,
+        true,
+        &[],
+    );
     let e = load_err(&rename(&q3.bytes, "blk.1.attn_q_norm", "blk.1.attn_q_nrm_"));
     assert_eq!(e.code(), "TENSOR_MISSING");
 }
@@ -920,7 +1197,13 @@ fn wrong_shapes() {
         ("llama.attention.head_count", Value::U32(8)),
         ("llama.embedding_length", Value::U32(512)),
     ] {
-        let m = build(Arch::Llama, Quant::Uniform(GgmlDType::F32), DIMS, true, &[(k, v)]);
+        let m = build(
+            Arch::Llama,
+            Quant::Uniform(GgmlDType::F32),
+            DIMS,
+            true,
+            &[(k, v)],
+        );
         assert_eq!(load_err(&m.bytes).code(), "TENSOR_SHAPE_MISMATCH", "{k}");
     }
     // Qwen3 head size that disagrees with the q/k norm and projection tensors.
