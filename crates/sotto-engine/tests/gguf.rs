@@ -573,6 +573,22 @@ fn load_gguf_from_file_matches_bytes() {
     // A GGUF brings its own tokenizer.
     let e = Model::load_auto(&path, Some(&path)).expect_err("tokenizer given");
     assert_eq!(e.code(), "TOKENIZER_INVALID");
+    // Empty and missing files.
+    let empty = dir.join("empty.gguf");
+    std::fs::write(&empty, b"").expect("write");
+    let e = Model::load_gguf(&empty, &LoadOptions::default()).expect_err("empty");
+    assert!(matches!(e.code(), "GGUF_TRUNCATED" | "MODEL_IO"), "{e}");
+    let e = Model::load_gguf(&dir.join("nope"), &LoadOptions::default()).expect_err("missing");
+    assert_eq!(e.code(), "MODEL_IO");
+    // load_auto on a llama2.c checkpoint needs its tokenizer, and then matches Model::load.
+    let ckpt = common::checkpoint_path();
+    let e = Model::load_auto(&ckpt, None).expect_err("no tokenizer");
+    assert_eq!(e.code(), "TOKENIZER_INVALID");
+    let auto = Model::load_auto(&ckpt, Some(&common::tokenizer_path())).expect("auto llama2.c");
+    assert_eq!(
+        auto.logits(&[1, 100, 200]).expect("auto"),
+        common::model().logits(&[1, 100, 200]).expect("load")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -1218,4 +1234,15 @@ fn wrong_shapes() {
         ],
     );
     assert_eq!(load_err(&m.bytes).code(), "TENSOR_SHAPE_MISMATCH");
+}
+
+/// Writes stories260K as an F32 GGUF for benchmarking (`examples/bench.rs`):
+/// `SOTTO_STORIES_GGUF_OUT=/tmp/s.gguf cargo test -p sotto-engine --test gguf -- --ignored`.
+#[test]
+#[ignore = "writes a file; run by hand for benchmarks"]
+fn export_stories_gguf() {
+    let Ok(path) = std::env::var("SOTTO_STORIES_GGUF_OUT") else {
+        return;
+    };
+    std::fs::write(path, stories_gguf()).expect("write");
 }
