@@ -186,7 +186,8 @@ impl GenerateParams {
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced BOS or EOS (the stop token is not counted or emitted).
+    /// The model produced a stop token: BOS or EOS (and a GGUF vocabulary's EOT); the stop
+    /// token is not counted or emitted.
     Stop,
     /// `max_tokens` was reached or the context window is full.
     Length,
@@ -335,7 +336,7 @@ impl Model {
     /// first piece after BOS has its leading space stripped, as in llama2.c.
     ///
     /// Stops when `on_text` returns `Break` ([`FinishReason::Cancelled`]), when the model emits
-    /// BOS or EOS ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
+    /// a stop token ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
     /// context window ([`FinishReason::Length`]). Like llama2.c, the token sampled at the last
     /// position `seq_len - 1` is still emitted, so at most `seq_len - prompt_tokens + 1` tokens
     /// are generated.

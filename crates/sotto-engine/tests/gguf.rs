@@ -1246,3 +1246,24 @@ fn export_stories_gguf() {
     };
     std::fs::write(path, stories_gguf()).expect("write");
 }
+
+/// Writes a larger random Q4_K_M-like llama model for timing the quantized kernels and row
+/// parallelism: `SOTTO_SYNTH_GGUF_OUT=/tmp/q.gguf cargo test -p sotto-engine --test gguf -- --ignored`.
+#[test]
+#[ignore = "writes a file; run by hand for benchmarks"]
+fn export_synthetic_q4km_gguf() {
+    let Ok(path) = std::env::var("SOTTO_SYNTH_GGUF_OUT") else {
+        return;
+    };
+    let d = Dims {
+        dim: 512,
+        hidden: 1536,
+        layers: 8,
+        heads: 8,
+        kv_heads: 4,
+        head_dim: 64,
+        vocab: 4096,
+        ctx: 512,
+    };
+    std::fs::write(path, build(Arch::Llama, Quant::Q4KM, d, false, &[]).bytes).expect("write");
+}
