@@ -1,5 +1,7 @@
 //! Times greedy generation on stories260K:
-//! `cargo run --release -p sotto-engine --example bench [model_dir] [runs]`.
+//! `cargo run --release -p sotto-engine --example bench [model_dir] [runs] [model.gguf]`.
+//! With a third argument, times that GGUF file instead (e.g. stories260K exported by the
+//! ignored `export_stories_gguf` test in `tests/gguf.rs`).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -16,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
     });
     let runs: u32 = args.next().map(|r| r.parse()).transpose()?.unwrap_or(20);
-    let model = Model::load(&dir.join("stories260K.bin"), &dir.join("tok512.bin"))?;
+    let model = match args.next() {
+        Some(gguf) => Model::load_auto(gguf.as_ref(), None)?,
+        None => Model::load(&dir.join("stories260K.bin"), &dir.join("tok512.bin"))?,
+    };
     let params = GenerateParams {
         max_tokens: 255,
         temperature: 0.0,

@@ -1,6 +1,13 @@
 //! llama2.c checkpoint parsing: a header of seven little-endian i32, then float32 tensors.
 
 use crate::EngineError;
+use crate::forward::{Hparams, Layer, RopeStyle, Weights};
+use crate::matrix::Matrix;
+
+/// RMSNorm epsilon used by llama2.c.
+const RMS_EPS: f32 = 1e-5;
+/// RoPE base frequency used by llama2.c.
+const ROPE_THETA: f32 = 10000.0;
 
 /// Size of the llama2.c header: seven little-endian i32.
 pub const HEADER_LEN: usize = 7 * 4;
@@ -29,8 +36,12 @@ pub struct Config {
     pub n_kv_heads: usize,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Maximum sequence length (context window), in tokens.
+    /// Maximum sequence length (context window), in tokens. For GGUF models this is the
+    /// model's context length capped by [`crate::LoadOptions::max_context`].
     pub seq_len: usize,
+    /// Width of one attention head (`dim / n_heads` unless the model says otherwise, e.g.
+    /// Qwen3).
+    pub head_dim: usize,
     /// Whether the output classifier shares the token-embedding matrix.
     pub shared_classifier: bool,
 }
@@ -38,7 +49,7 @@ pub struct Config {
 impl Config {
     /// Width of one attention head.
     pub fn head_size(&self) -> usize {
-        self.dim / self.n_heads
+        self.head_dim
     }
 
     /// Width of the key/value projections (`n_kv_heads * head_size`).
@@ -87,6 +98,7 @@ impl Config {
             n_kv_heads: bounded("n_kv_heads", n_kv_heads.into(), MAX_HEADS)?,
             vocab_size: bounded("vocab_size", vocab_size.into(), MAX_VOCAB)?,
             seq_len: bounded("seq_len", seq_len.into(), MAX_SEQ_LEN)?,
+            head_dim: 0,
             shared_classifier,
         };
         if !cfg.dim.is_multiple_of(cfg.n_heads) {
@@ -101,6 +113,10 @@ impl Config {
                 cfg.n_heads, cfg.n_kv_heads
             )));
         }
+        let cfg = Config {
+            head_dim: cfg.dim / cfg.n_heads,
+            ..cfg
+        };
         // RoPE rotates pairs of dimensions inside each head.
         if !cfg.head_size().is_multiple_of(2) {
             return Err(EngineError::ModelHeaderInvalid(format!(
@@ -129,31 +145,6 @@ impl Config {
             .checked_add(d)? // final rmsnorm
             .checked_add(freq_cis)?
             .checked_add(classifier)
-    }
-}
-
-/// All weights, stored like llama2.c: one flat row-major buffer per tensor kind, layers
-/// concatenated.
-pub(crate) struct Weights {
-    pub token_embedding: Vec<f32>,
-    pub rms_att: Vec<f32>,
-    pub wq: Vec<f32>,
-    pub wk: Vec<f32>,
-    pub wv: Vec<f32>,
-    pub wo: Vec<f32>,
-    pub rms_ffn: Vec<f32>,
-    pub w1: Vec<f32>,
-    pub w2: Vec<f32>,
-    pub w3: Vec<f32>,
-    pub rms_final: Vec<f32>,
-    /// `None` when the classifier is shared with `token_embedding`.
-    pub wcls: Option<Vec<f32>>,
-}
-
-impl Weights {
-    /// The output classifier matrix (vocab_size x dim).
-    pub fn classifier(&self) -> &[f32] {
-        self.wcls.as_deref().unwrap_or(&self.token_embedding)
     }
 }
 
@@ -195,7 +186,7 @@ impl TensorReader<'_> {
 }
 
 /// Parses a whole checkpoint: header, exact size check, then the tensors.
-pub(crate) fn parse(data: &[u8]) -> Result<(Config, Weights), EngineError> {
+pub(crate) fn parse(data: &[u8]) -> Result<(Config, Hparams, Weights), EngineError> {
     let cfg = Config::parse_header(data)?;
     let expected = cfg
         .expected_floats()
@@ -238,19 +229,63 @@ pub(crate) fn parse(data: &[u8]) -> Result<(Config, Weights), EngineError> {
     } else {
         Some(r.take("wcls", v * d)?)
     };
-    let weights = Weights {
-        token_embedding,
-        rms_att,
-        wq,
-        wk,
-        wv,
-        wo,
-        rms_ffn,
-        w1,
-        w2,
-        w3,
-        rms_final,
-        wcls,
+    // Split the llama2.c per-kind buffers into per-layer matrices (one copy, at load).
+    let split = |t: &[f32], rows: usize, cols: usize| -> Vec<Matrix> {
+        t.chunks_exact(rows * cols)
+            .map(|c| Matrix::owned(rows, cols, c.to_vec()))
+            .collect()
     };
-    Ok((cfg, weights))
+    let norms = |t: &[f32]| -> Vec<Vec<f32>> { t.chunks_exact(d).map(<[f32]>::to_vec).collect() };
+    let mut layers = Vec::with_capacity(l);
+    let parts = norms(&rms_att)
+        .into_iter()
+        .zip(split(&wq, d, d))
+        .zip(split(&wk, kv, d))
+        .zip(split(&wv, kv, d))
+        .zip(split(&wo, d, d))
+        .zip(norms(&rms_ffn))
+        .zip(split(&w1, h, d))
+        .zip(split(&w2, d, h))
+        .zip(split(&w3, h, d));
+    for ((((((((attn_norm, wq), wk), wv), wo), ffn_norm), gate), down), up) in parts {
+        layers.push(Layer {
+            attn_norm,
+            wq,
+            wk,
+            wv,
+            wo,
+            bq: None,
+            bk: None,
+            bv: None,
+            q_norm: None,
+            k_norm: None,
+            ffn_norm,
+            gate,
+            up,
+            down,
+        });
+    }
+    let weights = Weights {
+        embed: Matrix::owned(v, d, token_embedding),
+        layers,
+        final_norm: rms_final,
+        output: wcls.map(|w| Matrix::owned(v, d, w)),
+    };
+    let hp = Hparams {
+        dim: d,
+        hidden_dim: h,
+        n_layers: l,
+        n_heads: cfg.n_heads,
+        n_kv_heads: cfg.n_kv_heads,
+        head_dim: cfg.head_dim,
+        vocab_size: v,
+        seq_len: cfg.seq_len,
+        rms_eps: RMS_EPS,
+        rope_theta: ROPE_THETA,
+        rope_dim: cfg.head_dim,
+        rope_style: RopeStyle::Norm,
+        rope_freq_factors: None,
+        rope_pos_scale: 1.0,
+    };
+    Ok((cfg, hp, weights))
 }

@@ -79,6 +79,51 @@ pub enum EngineError {
     /// Rendering the chat template exceeded the output-size or instruction (fuel) budget.
     #[error("chat template exceeded its {0} limit")]
     ChatTemplateLimit(&'static str),
+    /// The GGUF file is structurally invalid (bad magic, inconsistent lengths, offsets,
+    /// alignment, duplicate names, invalid UTF-8, ...).
+    #[error("malformed GGUF file: {0}")]
+    GgufMalformed(String),
+    /// The GGUF file ends before a structure or tensor it declares.
+    #[error("GGUF file truncated: needs {expected} bytes, has {actual}")]
+    GgufTruncated {
+        /// Bytes needed to read the structure or tensor that did not fit.
+        expected: u64,
+        /// Actual file size.
+        actual: u64,
+    },
+    /// The GGUF container version is not 2 or 3.
+    #[error("unsupported GGUF version {0} (supported: 2, 3)")]
+    GgufUnsupportedVersion(u32),
+    /// A required metadata key is missing or has the wrong type or an out-of-range value.
+    #[error("invalid GGUF metadata: {0}")]
+    GgufMetadataInvalid(String),
+    /// `general.architecture` names an architecture this engine does not implement.
+    #[error("unsupported model architecture {0:?} (supported: llama, qwen2, qwen3)")]
+    UnsupportedArchitecture(String),
+    /// A tensor uses a GGML data type this engine cannot compute with.
+    #[error("tensor {tensor} has unsupported type {ggml_type}")]
+    UnsupportedTensorType {
+        /// Tensor name from the file.
+        tensor: String,
+        /// GGML type id, or its name when known.
+        ggml_type: String,
+    },
+    /// A model feature this engine does not implement (e.g. YaRN RoPE scaling).
+    #[error("unsupported model feature: {0}")]
+    UnsupportedFeature(String),
+    /// A tensor the architecture requires is absent.
+    #[error("required tensor {0} is missing")]
+    TensorMissing(String),
+    /// A tensor's shape does not match the hyper-parameters.
+    #[error("tensor {tensor} has shape {actual:?}, expected {expected:?}")]
+    TensorShapeMismatch {
+        /// Tensor name.
+        tensor: String,
+        /// Shape implied by the metadata (GGUF order: innermost dimension first).
+        expected: Vec<u64>,
+        /// Shape in the file.
+        actual: Vec<u64>,
+    },
 }
 
 impl EngineError {
@@ -100,6 +145,15 @@ impl EngineError {
             EngineError::ChatTemplateException { .. } => "CHAT_TEMPLATE_EXCEPTION",
             EngineError::ChatTemplateRender(_) => "CHAT_TEMPLATE_RENDER",
             EngineError::ChatTemplateLimit(_) => "CHAT_TEMPLATE_LIMIT",
+            EngineError::GgufMalformed(_) => "GGUF_MALFORMED",
+            EngineError::GgufTruncated { .. } => "GGUF_TRUNCATED",
+            EngineError::GgufUnsupportedVersion(_) => "GGUF_UNSUPPORTED_VERSION",
+            EngineError::GgufMetadataInvalid(_) => "GGUF_METADATA_INVALID",
+            EngineError::UnsupportedArchitecture(_) => "UNSUPPORTED_ARCHITECTURE",
+            EngineError::UnsupportedTensorType { .. } => "UNSUPPORTED_TENSOR_TYPE",
+            EngineError::UnsupportedFeature(_) => "UNSUPPORTED_FEATURE",
+            EngineError::TensorMissing(_) => "TENSOR_MISSING",
+            EngineError::TensorShapeMismatch { .. } => "TENSOR_SHAPE_MISMATCH",
         }
     }
 }

@@ -107,6 +107,7 @@ pub struct GgufTokenizer {
     byte_ids: [Option<u32>; 256],
     unk: Option<u32>,
     bos: Option<u32>,
+    eos: Option<u32>,
     stops: Vec<u32>,
     add_bos: bool,
     chat_template: Option<String>,
@@ -368,6 +369,7 @@ impl GgufTokenizer {
             byte_ids,
             unk,
             bos: spec.bos,
+            eos: spec.eos,
             stops,
             add_bos,
             chat_template: spec.chat_template,
@@ -603,6 +605,26 @@ impl GgufTokenizer {
     /// The BOS token id, if any.
     pub fn bos(&self) -> Option<u32> {
         self.bos
+    }
+
+    /// The EOS token id, if any.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Whether this is a SentencePiece-style ("llama") vocabulary, whose pieces carry a
+    /// leading space that the first piece after BOS drops (as llama.cpp and llama2.c do).
+    pub fn is_sentencepiece(&self) -> bool {
+        matches!(self.model, Model::Spm)
+    }
+
+    /// Longest byte sequence one token decodes to (bounds how short a text's encoding can
+    /// be, so overlong prompts are refused before encoding).
+    pub fn max_token_bytes(&self) -> usize {
+        (0..self.tokens.len() as u32)
+            .filter_map(|id| self.token_bytes(id).map(|b| b.len()))
+            .max()
+            .unwrap_or(1)
     }
 
     /// Whether prompts start with BOS by default (`tokenizer.ggml.add_bos_token`, else

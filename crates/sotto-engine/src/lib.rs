@@ -1,9 +1,12 @@
-//! sotto-engine: a small, dependency-light CPU inference engine for llama2.c checkpoints.
+//! sotto-engine: a small CPU inference engine for llama2.c checkpoints and GGUF models.
 //!
-//! First cut: float32 llama2.c checkpoints (`.bin` with a 7 x i32 header) and llama2.c
-//! tokenizers, single-threaded plain-Rust matmuls, greedy or temperature + top-p sampling with
-//! a seeded deterministic RNG. Everything read from disk is validated; malformed files produce
-//! an [`EngineError`], never a panic.
+//! Formats: float32 llama2.c checkpoints (`.bin` with a 7 x i32 header) with llama2.c
+//! tokenizers, and GGUF v2/v3 files of the `llama`, `qwen2` and `qwen3` architectures with
+//! F32/F16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K..Q6_K weights (see `docs/engine.md`, "Model formats
+//! and architectures"). GGUF weights are memory-mapped and used in place; quantized products
+//! use candle's GGML kernels on raw blocks. Large products are split over rows with rayon.
+//! Greedy or temperature + top-p sampling with a seeded deterministic RNG. Everything read
+//! from disk is validated; malformed files produce an [`EngineError`], never a panic.
 //!
 //! Compatibility with llama2.c `run.c`: same forward pass (RMSNorm eps 1e-5, RoPE recomputed
 //! per head, grouped-query attention, SwiGLU), same tokenizer encode/decode, same greedy and
@@ -28,23 +31,30 @@ mod chat_template;
 mod checkpoint;
 mod error;
 mod forward;
+mod gguf;
+mod gguf_model;
 mod gguf_tokenizer;
+mod matrix;
 mod sampler;
 mod stop;
 mod tokenizer;
 mod utf8;
 
+use std::borrow::Cow;
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use chat_template::{CHATML_TEMPLATE, ChatMessage, render_chat, render_chat_at};
 pub use checkpoint::Config;
 pub use error::EngineError;
+pub use gguf_model::LoadOptions;
 pub use gguf_tokenizer::{GgufTokenizer, VocabSpec};
 pub use tokenizer::{BOS, EOS, Tokenizer};
 
-use checkpoint::Weights;
-use forward::State;
+use forward::{Hparams, State, Weights};
+use matrix::Store;
 use sampler::Sampler;
 use stop::StopMatcher;
 use utf8::Utf8Stream;
@@ -54,8 +64,90 @@ use utf8::Utf8Stream;
 /// allocates its own KV cache and activations.
 pub struct Model {
     config: Config,
+    hp: Hparams,
     weights: Weights,
-    tokenizer: Tokenizer,
+    vocab: Vocab,
+}
+
+/// The text side of a model: encoding prompts, decoding tokens, recognising stop tokens.
+/// Keeping it behind one enum lets llama2.c and GGUF vocabularies share the generate loop.
+enum Vocab {
+    /// SentencePiece-style (llama2.c `tokenizer.bin`, or a GGUF "llama" vocabulary).
+    Spm {
+        tok: Tokenizer,
+        /// Token ids that end a generation.
+        stops: Vec<u32>,
+    },
+    /// A GGUF vocabulary (SentencePiece or byte-level BPE) with its special tokens and chat
+    /// template.
+    Gguf {
+        tok: GgufTokenizer,
+        /// Longest byte sequence of one token, computed once.
+        max_len: usize,
+    },
+}
+
+impl Vocab {
+    /// Encodes a prompt (BOS first when the vocabulary wants it). In a GGUF vocabulary,
+    /// special tokens written in the text (`<|im_start|>`, `</s>`…) are parsed as such: chat
+    /// templates produce them. A template that already starts with BOS does not get a second.
+    fn encode(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        match self {
+            Vocab::Spm { tok, .. } => Ok(tok.encode(text, true, false)),
+            Vocab::Gguf { tok, .. } => {
+                let mut ids = tok.encode(text, tok.add_bos_default())?;
+                if let Some(bos) = tok.bos()
+                    && ids.len() >= 2
+                    && ids[0] == bos
+                    && ids[1] == bos
+                {
+                    ids.remove(0);
+                }
+                if ids.is_empty() {
+                    // The forward pass needs one token to start from.
+                    ids.extend(tok.bos().or(tok.eos()));
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    fn max_token_length(&self) -> usize {
+        match self {
+            Vocab::Spm { tok, .. } => tok.max_token_length(),
+            Vocab::Gguf { max_len, .. } => *max_len,
+        }
+    }
+
+    fn decode(&self, prev: u32, token: u32) -> Cow<'_, [u8]> {
+        match self {
+            Vocab::Spm { tok, .. } => Cow::Borrowed(tok.decode(prev, token)),
+            Vocab::Gguf { tok, .. } => {
+                let mut bytes = tok.token_bytes(token).unwrap_or_default();
+                // SentencePiece's dummy prefix: the first piece after BOS loses its space.
+                if tok.is_sentencepiece() && Some(prev) == tok.bos() && bytes.first() == Some(&b' ')
+                {
+                    bytes.remove(0);
+                }
+                Cow::Owned(bytes)
+            }
+        }
+    }
+
+    fn is_stop(&self, token: u32) -> bool {
+        match self {
+            Vocab::Spm { stops, .. } => stops.contains(&token),
+            // BOS too, like llama2.c: a model that starts over has finished.
+            Vocab::Gguf { tok, .. } => tok.is_stop(token) || Some(token) == tok.bos(),
+        }
+    }
+}
+
+/// Builds the vocabulary of a GGUF model.
+fn vocab_from_spec(spec: VocabSpec) -> Result<Vocab, EngineError> {
+    let tok = GgufTokenizer::from_spec(spec)?;
+    let max_len = tok.max_token_bytes().max(1);
+    Ok(Vocab::Gguf { tok, max_len })
 }
 
 impl std::fmt::Debug for Model {
@@ -173,9 +265,10 @@ impl GenerateParams {
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced BOS or EOS (the stop token is not counted or emitted), or the
-    /// generated text reached one of the stop strings (the token completing it is counted,
-    /// the stop string and anything after it are not emitted).
+    /// The model produced a stop token: BOS or EOS (and a GGUF vocabulary's end-of-turn
+    /// tokens; the stop token is not counted or emitted), or the generated text reached one of
+    /// the stop strings (the token completing it is counted, the stop string and anything
+    /// after it are not emitted).
     Stop,
     /// `max_tokens` was reached or the context window is full.
     Length,
@@ -206,13 +299,73 @@ impl Model {
     /// Parses a llama2.c checkpoint and tokenizer from memory. The tokenizer must hold exactly
     /// the model's `vocab_size` tokens.
     pub fn from_bytes(checkpoint: &[u8], tokenizer: &[u8]) -> Result<Model, EngineError> {
-        let (config, weights) = checkpoint::parse(checkpoint)?;
-        let tokenizer = Tokenizer::from_bytes(tokenizer, config.vocab_size)?;
+        let (config, hp, weights) = checkpoint::parse(checkpoint)?;
+        let tok = Tokenizer::from_bytes(tokenizer, config.vocab_size)?;
         Ok(Model {
             config,
+            hp,
             weights,
-            tokenizer,
+            vocab: Vocab::Spm {
+                tok,
+                stops: vec![BOS, EOS],
+            },
         })
+    }
+
+    /// Loads a GGUF model (weights, hyper-parameters and tokenizer) from disk. The file is
+    /// memory-mapped and its weights are used in place.
+    pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
+        let file = std::fs::File::open(path).map_err(EngineError::ModelIo)?;
+        // SAFETY: the map is read-only, and we only read it through bounds-checked slices.
+        // Like every mmap-based loader (llama.cpp included) this relies on the model file not
+        // being truncated or rewritten by another process while loaded; model files are
+        // treated as immutable.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(EngineError::ModelIo)?;
+        Model::from_store(Store::Mapped(map), opts)
+    }
+
+    /// Parses a GGUF model held in memory (copied once into an aligned buffer).
+    pub fn from_gguf_bytes(data: &[u8], opts: &LoadOptions) -> Result<Model, EngineError> {
+        Model::from_store(Store::copy_of(data), opts)
+    }
+
+    fn from_store(store: Store, opts: &LoadOptions) -> Result<Model, EngineError> {
+        // GGUF and GGML blocks are little-endian and viewed in place.
+        if cfg!(target_endian = "big") {
+            return Err(EngineError::UnsupportedFeature(
+                "GGUF on big-endian hosts".into(),
+            ));
+        }
+        let loaded = gguf_model::load(Arc::new(store), opts)?;
+        let vocab = vocab_from_spec(loaded.vocab)?;
+        Ok(Model {
+            config: loaded.config,
+            hp: loaded.hp,
+            weights: loaded.weights,
+            vocab,
+        })
+    }
+
+    /// Loads either format: a GGUF file (recognised by its magic; it carries its own
+    /// tokenizer, so `tokenizer` must be `None`) with [`LoadOptions::default`], or a llama2.c
+    /// checkpoint with its required `tokenizer` file.
+    pub fn load_auto(model: &Path, tokenizer: Option<&Path>) -> Result<Model, EngineError> {
+        let mut magic = [0u8; 4];
+        let n = std::fs::File::open(model)
+            .and_then(|mut f| f.read(&mut magic))
+            .map_err(EngineError::ModelIo)?;
+        if gguf_model::is_gguf(&magic[..n]) {
+            if tokenizer.is_some() {
+                return Err(EngineError::TokenizerInvalid(
+                    "GGUF models carry their own tokenizer; none may be given".into(),
+                ));
+            }
+            return Model::load_gguf(model, &LoadOptions::default());
+        }
+        let tokenizer = tokenizer.ok_or_else(|| {
+            EngineError::TokenizerInvalid("a llama2.c checkpoint needs a tokenizer file".into())
+        })?;
+        Model::load(model, tokenizer)
     }
 
     /// Model hyper-parameters.
@@ -220,15 +373,80 @@ impl Model {
         &self.config
     }
 
-    /// The model's tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// The llama2.c tokenizer of a llama2.c model (`None` for a GGUF model: see
+    /// [`Model::gguf_tokenizer`]).
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        match &self.vocab {
+            Vocab::Spm { tok, .. } => Some(tok),
+            Vocab::Gguf { .. } => None,
+        }
+    }
+
+    /// The tokenizer of a GGUF model (`None` for a llama2.c model).
+    pub fn gguf_tokenizer(&self) -> Option<&GgufTokenizer> {
+        match &self.vocab {
+            Vocab::Gguf { tok, .. } => Some(tok),
+            Vocab::Spm { .. } => None,
+        }
+    }
+
+    /// Longest byte sequence one token stands for: a prompt of `n` bytes encodes to at least
+    /// `n / max_token_length()` tokens (a cheap bound checked before encoding).
+    pub fn max_token_length(&self) -> usize {
+        self.vocab.max_token_length()
+    }
+
+    /// The model's chat template, if its file has one (llama2.c checkpoints have none).
+    pub fn chat_template(&self) -> Option<&str> {
+        self.gguf_tokenizer().and_then(GgufTokenizer::chat_template)
+    }
+
+    /// Renders a conversation with the model's chat template (with the generation prompt
+    /// for the assistant's turn), exactly the text the model was trained on. `Ok(None)` when
+    /// the model has no template (a base model): callers then use plain text.
+    pub fn render_chat(
+        &self,
+        messages: &[chat_template::ChatMessage],
+    ) -> Result<Option<String>, EngineError> {
+        let Some(tok) = self.gguf_tokenizer() else {
+            return Ok(None);
+        };
+        let Some(template) = tok.chat_template() else {
+            return Ok(None);
+        };
+        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
+        chat_template::render_chat(template, messages, true, &text(tok.bos()), &text(tok.eos()))
+            .map(Some)
     }
 
     /// Number of tokens `text` encodes to, BOS included (what `generate` would count as
     /// `prompt_tokens`).
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.tokenizer.encode(text, true, false).len()
+        self.vocab.encode(text).map(|t| t.len()).unwrap_or(0)
+    }
+
+    /// Next-token logits after each token of `tokens` (fed from position 0), for testing a
+    /// model against a reference implementation. Fails with
+    /// [`EngineError::ContextOverflow`] past the context window and [`EngineError::InvalidParams`]
+    /// for an out-of-vocabulary id.
+    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if tokens.len() > self.hp.seq_len {
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: tokens.len(),
+                seq_len: self.hp.seq_len,
+            });
+        }
+        if tokens.iter().any(|&t| t as usize >= self.hp.vocab_size) {
+            return Err(EngineError::InvalidParams(
+                "token id outside the vocabulary",
+            ));
+        }
+        let mut state = State::new(&self.hp, &self.weights);
+        Ok(tokens
+            .iter()
+            .enumerate()
+            .map(|(pos, &t)| state.forward(t, pos).to_vec())
+            .collect())
     }
 
     /// Runs one generation after `prompt`.
@@ -243,7 +461,7 @@ impl Model {
     /// it are never passed to `on_text`.
     ///
     /// Stops when `on_text` returns `Break` ([`FinishReason::Cancelled`]), when the model emits
-    /// BOS or EOS or the text reaches a stop string ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
+    /// a stop token or the text reaches a stop string ([`FinishReason::Stop`]), or after `max_tokens` tokens or at the end of the
     /// context window ([`FinishReason::Length`]). Like llama2.c, the token sampled at the last
     /// position `seq_len - 1` is still emitted, so at most `seq_len - prompt_tokens + 1` tokens
     /// are generated.
@@ -257,17 +475,17 @@ impl Model {
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, EngineError> {
         params.validate()?;
-        let seq_len = self.config.seq_len;
+        let seq_len = self.hp.seq_len;
         // Each token covers at most max_token_length bytes, so a longer prompt cannot fit.
         // Checking first avoids encoding arbitrarily large inputs just to reject them.
-        let min_tokens = prompt.len() / self.tokenizer.max_token_length();
+        let min_tokens = prompt.len() / self.vocab.max_token_length().max(1);
         if min_tokens > seq_len {
             return Err(EngineError::ContextOverflow {
                 prompt_tokens: min_tokens,
                 seq_len,
             });
         }
-        let prompt_ids = self.tokenizer.encode(prompt, true, false);
+        let prompt_ids = self.vocab.encode(prompt)?;
         if prompt_ids.len() > seq_len {
             return Err(EngineError::ContextOverflow {
                 prompt_tokens: prompt_ids.len(),
@@ -276,14 +494,21 @@ impl Model {
         }
         let prompt_tokens = u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX);
 
-        let mut state = State::new(&self.config, &self.weights);
-        let mut sampler = Sampler::new(params, self.config.vocab_size, &prompt_ids);
+        // Only ids the embedding covers may enter the forward pass.
+        if prompt_ids.is_empty() || prompt_ids.iter().any(|&t| t as usize >= self.hp.vocab_size) {
+            return Err(EngineError::TokenizerInvalid(
+                "prompt encodes to an empty sequence or an id outside the model's vocabulary"
+                    .into(),
+            ));
+        }
+        let mut state = State::new(&self.hp, &self.weights);
+        let mut sampler = Sampler::new(params, self.hp.vocab_size, &prompt_ids);
         let mut stop = StopMatcher::new(&params.stop);
         let mut utf8 = Utf8Stream::default();
         let mut text = String::new();
 
         // Prefill: all prompt tokens but the last only fill the KV cache.
-        let last = prompt_ids.len() - 1; // encode(.., bos=true) is never empty
+        let last = prompt_ids.len() - 1; // checked non-empty above
         for (pos, &tok) in prompt_ids[..last].iter().enumerate() {
             state.forward_hidden(tok, pos);
         }
@@ -292,14 +517,14 @@ impl Model {
         let mut completion_tokens = 0u32;
         let mut finish_reason = loop {
             let next = sampler.sample(state.forward(token, pos));
-            if next == BOS || next == EOS {
+            if self.vocab.is_stop(next) {
                 break FinishReason::Stop;
             }
             completion_tokens += 1;
-            let piece = self.tokenizer.decode(token, next);
+            let piece = self.vocab.decode(token, next);
             text.clear();
-            if !is_unsafe_control(piece) {
-                utf8.push(piece, &mut text);
+            if !is_unsafe_control(&piece) {
+                utf8.push(&piece, &mut text);
             }
             let stopped = stop.filter(&mut text);
             if !text.is_empty() && on_text(&text).is_break() {

@@ -126,6 +126,54 @@ impl Tokenizer {
         })
     }
 
+    /// Builds a SentencePiece-style vocabulary from pieces and merge scores (e.g. a GGUF
+    /// `tokenizer.ggml.model = "llama"` vocabulary, with `▁` already replaced by a space).
+    ///
+    /// Like llama2.c, encoding assumes ids 1 and 2 are BOS/EOS and ids 3..=258 are the byte
+    /// pieces `<0x00>`..`<0xFF>`; this is checked. Rejects mismatched lengths, non-finite
+    /// scores, over-long pieces and vocabularies outside 259..=u32::MAX.
+    pub fn from_vocab(pieces: Vec<Vec<u8>>, scores: Vec<f32>) -> Result<Tokenizer, EngineError> {
+        let invalid = |msg: String| Err(EngineError::TokenizerInvalid(msg));
+        if pieces.len() != scores.len() {
+            return invalid(format!(
+                "{} pieces but {} scores",
+                pieces.len(),
+                scores.len()
+            ));
+        }
+        if pieces.len() < (BYTE_OFFSET as usize + 256) || pieces.len() > u32::MAX as usize {
+            return invalid(format!(
+                "vocabulary of {} tokens is outside 259..=2^32-1",
+                pieces.len()
+            ));
+        }
+        for b in 0..=255u8 {
+            if parse_byte_piece(&pieces[BYTE_OFFSET as usize + b as usize]) != Some(b) {
+                return invalid(format!(
+                    "token {} is not the byte piece <0x{b:02X}>",
+                    b as u32 + BYTE_OFFSET
+                ));
+            }
+        }
+        if let Some(id) = scores.iter().position(|s| !s.is_finite()) {
+            return invalid(format!("token {id} has a non-finite score"));
+        }
+        let max_token_length = pieces.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        if max_token_length > MAX_TOKEN_LENGTH {
+            return invalid(format!("a piece is longer than {MAX_TOKEN_LENGTH} bytes"));
+        }
+        let mut lookup = HashMap::with_capacity(pieces.len());
+        for (id, p) in pieces.iter().enumerate() {
+            lookup.entry(p.clone()).or_insert(id as u32);
+        }
+        Ok(Tokenizer {
+            pieces,
+            scores,
+            lookup,
+            max_token_length,
+        })
+    }
+
     /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.pieces.len()

@@ -126,7 +126,7 @@ proptest! {
 
     #[test]
     fn encode_decode_round_trip(text in "\\PC{0,60}|[ a-zA-Z.,'\n]{0,80}") {
-        let tok = model().tokenizer();
+        let tok = model().tokenizer().expect("a llama2.c model");
         let ids = tok.encode(&text, true, false);
         let bytes: Vec<u8> = ids.windows(2).flat_map(|w| tok.decode(w[0], w[1]).to_vec()).collect();
         prop_assert_eq!(bytes, text.as_bytes());

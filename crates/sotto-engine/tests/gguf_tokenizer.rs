@@ -48,7 +48,7 @@ fn spm() -> &'static GgufTokenizer {
 }
 
 fn llama2c() -> &'static Tokenizer {
-    model().tokenizer()
+    model().tokenizer().expect("a llama2.c model")
 }
 
 fn decode(t: &GgufTokenizer, ids: &[u32]) -> Vec<u8> {

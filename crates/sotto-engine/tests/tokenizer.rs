@@ -6,7 +6,7 @@ use common::*;
 use sotto_engine::{BOS, EOS, Tokenizer};
 
 fn tok() -> &'static Tokenizer {
-    model().tokenizer()
+    model().tokenizer().expect("a llama2.c model")
 }
 
 fn id(piece: &str) -> u32 {

@@ -16,10 +16,15 @@ const DELTA_CHANNEL_CAPACITY: usize = 8;
 
 /// Serves one loaded [`Model`] under a fixed model id.
 ///
-/// * **Prompt rendering.** llama2.c-style models have no chat template. The prompt is the
-///   text content of all messages, in request order, joined with `"\n"` (roles are not
-///   rendered; put the system message first if you want it first). A single user message with
-///   empty content therefore yields the empty prompt, exactly like `./run` without `-i`.
+/// * **Prompt rendering.** A GGUF model with a chat template (`tokenizer.chat_template`) gets
+///   its messages rendered by that template with the assistant's generation prompt, exactly
+///   as the model was trained (special tokens in the result are tokenized as such); the
+///   model's end-of-turn tokens end the answer. A template that refuses the conversation
+///   (`raise_exception`, e.g. roles not alternating) is a 400 on `messages`.
+///   Models without a template (llama2.c checkpoints, base GGUF models) get the text content
+///   of all messages, in request order, joined with `"\n"` (roles are not rendered; put the
+///   system message first if you want it first). A single user message with empty content
+///   therefore yields the empty prompt, exactly like `./run` without `-i`.
 ///   See [`BuiltinBackend::render_prompt`]. Text completions (`/v1/completions`) continue
 ///   their prompt as is.
 /// * **Sampling.** OpenAI defaults: `temperature` 1, `top_p` 1 (= no nucleus cut; the engine
@@ -113,7 +118,39 @@ impl BuiltinBackend {
         self.slots.available_permits()
     }
 
-    /// The prompt the engine sees for `messages`: their text contents joined with `"\n"`.
+    /// The prompt for `messages`: the model's chat template when it has one, else
+    /// [`BuiltinBackend::render_prompt`].
+    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String, ApiError> {
+        if self.model.chat_template().is_none() {
+            return Ok(Self::render_prompt(messages));
+        }
+        let msgs: Vec<sotto_engine::ChatMessage> = messages
+            .iter()
+            .map(|m| sotto_engine::ChatMessage {
+                role: m.role.as_str().to_string(),
+                content: m.content.clone(),
+            })
+            .collect();
+        match self.model.render_chat(&msgs) {
+            Ok(Some(prompt)) => Ok(prompt),
+            Ok(None) => Ok(Self::render_prompt(messages)),
+            Err(sotto_engine::EngineError::ChatTemplateException { .. }) => {
+                Err(ApiError::InvalidValue {
+                    param: "messages",
+                    reason: "the model's chat template does not accept this conversation (e.g. roles must alternate).",
+                })
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code(), "chat template failed");
+                Err(ApiError::Engine {
+                    engine_code: e.code(),
+                })
+            }
+        }
+    }
+
+    /// The prompt of a model without a chat template: the messages' text contents joined
+    /// with `"\n"`.
     pub fn render_prompt(messages: &[ChatMessage]) -> String {
         let mut prompt = String::new();
         for (i, m) in messages.iter().enumerate() {
@@ -140,7 +177,7 @@ impl Backend for BuiltinBackend {
             if request.model != self.id {
                 return Err(ApiError::ModelNotFound);
             }
-            let prompt = Self::render_prompt(&request.messages);
+            let prompt = self.chat_prompt(&request.messages)?;
             let sampling = Sampling {
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
@@ -224,7 +261,7 @@ impl BuiltinBackend {
             // Tokenising is CPU work too (quadratic in the worst case), hence here rather
             // than on the async runtime, and only after a cheap length bound: each token
             // covers at most `max_token_length` bytes.
-            let max_piece = model.tokenizer().max_token_length().max(1);
+            let max_piece = model.max_token_length().max(1);
             let prompt_tokens = match prompt.len() / max_piece {
                 lower_bound if lower_bound > seq_len => lower_bound,
                 _ => model.count_tokens(&prompt),
