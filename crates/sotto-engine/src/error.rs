@@ -55,6 +55,9 @@ pub enum EngineError {
         /// The model's maximum sequence length.
         seq_len: usize,
     },
+    /// The GGUF converter could not build or write its output (not an input problem).
+    #[error("model conversion failed: {0}")]
+    ConvertFailed(String),
 }
 
 impl EngineError {
@@ -70,6 +73,7 @@ impl EngineError {
             EngineError::TokenizerInvalid(_) => "TOKENIZER_INVALID",
             EngineError::InvalidParams(_) => "INVALID_PARAMS",
             EngineError::ContextOverflow { .. } => "CONTEXT_OVERFLOW",
+            EngineError::ConvertFailed(_) => "CONVERT_FAILED",
         }
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 
 mod checkpoint;
+pub mod convert;
 mod error;
 mod forward;
 mod sampler;
