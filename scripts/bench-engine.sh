@@ -2,11 +2,12 @@
 # Speed of the built-in engine next to llama2.c's reference run.c on stories260K.
 #
 # Builds bench/llama2c/run.c (vendored, MIT) with `gcc -O3 -lm` (no OpenMP: one thread, like
-# the engine) and `sotto` in release mode, then runs both ROUNDS times, alternating which goes
+# the engine) and the engine's bench example in release mode (the measurement of
+# `sotto model bench`, without building the whole CLI), then runs both ROUNDS times, alternating which goes
 # first, with the same work: BOS only (empty prompt), STEPS greedy tokens (`-t 0`). Both rates
 # count the tokens after the first over the time after the first, as run.c's
 # "achieved tok/s" does. Also checks that both printed the same text, then prints one full
-# `sotto model bench` report (load time, prompt and generation tok/s, peak RSS).
+# benchmark report (load time, prompt and generation tok/s, peak RSS).
 #
 # Usage: scripts/bench-engine.sh            (env: ROUNDS=5 STEPS=256 MODEL_DIR=...)
 set -euo pipefail
@@ -20,8 +21,8 @@ work="$target/bench-engine"
 mkdir -p "$work"
 
 gcc -O3 -o "$work/run" bench/llama2c/run.c -lm
-cargo build --release --locked -p sotto >&2
-sotto="$target/release/sotto"
+cargo build --release --locked -p sotto-engine --example engine_bench >&2
+bench="$target/release/examples/engine_bench"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -32,8 +33,8 @@ run_c() {
 }
 
 run_sotto() {
-    "$sotto" model bench --model "$model_dir/stories260K.bin" --tokenizer "$model_dir/tok512.bin" \
-        --prompt "" --max-tokens "$steps" --runs 1 --text-out "$work/sotto.txt" >"$work/sotto.out"
+    SOTTO_BENCH_TEXT="$work/sotto.txt" "$bench" "$model_dir/stories260K.bin" "$model_dir/tok512.bin" \
+        "" "$steps" 1 >"$work/sotto.out"
     sed -n 's/^generation_tok_s: //p' "$work/sotto.out" >>"$work/sotto.rates"
 }
 
@@ -56,6 +57,6 @@ echo "run.c  achieved tok/s: median $c   (runs: $(tr '\n' ' ' <"$work/runc.rates
 echo "sotto  generation tok/s: median $s   (runs: $(tr '\n' ' ' <"$work/sotto.rates"))"
 awk -v s="$s" -v c="$c" 'BEGIN { printf "ratio sotto / run.c: %.2f\n", s / c }'
 echo
-echo "sotto model bench (default prompt, $steps tokens, 5 runs on one load):"
-"$sotto" model bench --model "$model_dir/stories260K.bin" --tokenizer "$model_dir/tok512.bin" \
-    --max-tokens "$steps" --runs 5
+prompt="Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+echo "engine benchmark (prompt \"$prompt\", $steps tokens, 5 runs on one load):"
+"$bench" "$model_dir/stories260K.bin" "$model_dir/tok512.bin" "$prompt" "$steps" 5

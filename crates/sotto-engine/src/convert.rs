@@ -291,7 +291,9 @@ fn metadata(
 ) -> Result<Vec<(&'static str, Value)>, EngineError> {
     let q = opts.quantize;
     let description = match q {
-        Quantization::F32 => "converted from a llama2.c checkpoint by sotto-engine: all tensors F32",
+        Quantization::F32 => {
+            "converted from a llama2.c checkpoint by sotto-engine: all tensors F32"
+        }
         Quantization::F16 => {
             "converted from a llama2.c checkpoint by sotto-engine: 2-D weights F16, norms F32"
         }
@@ -318,7 +320,10 @@ fn metadata(
             "llama.feed_forward_length",
             u32_of("hidden_dim", cfg.hidden_dim)?,
         ),
-        ("llama.attention.head_count", u32_of("n_heads", cfg.n_heads)?),
+        (
+            "llama.attention.head_count",
+            u32_of("n_heads", cfg.n_heads)?,
+        ),
         (
             "llama.attention.head_count_kv",
             u32_of("n_kv_heads", cfg.n_kv_heads)?,
@@ -381,7 +386,10 @@ fn tensors(
         tensor(data, layer, (rows, cols), q.matrix_dtype(cols))
     };
     let mut out = vec![
-        ("token_embd.weight".to_string(), matrix(&w.token_embedding, 0, v, d)?),
+        (
+            "token_embd.weight".to_string(),
+            matrix(&w.token_embedding, 0, v, d)?,
+        ),
         ("output_norm.weight".to_string(), norm(&w.rms_final, 0)?),
     ];
     if let Some(wcls) = &w.wcls {

@@ -129,7 +129,42 @@ fn metadata_is_exactly_as_intended() {
     assert!(!b("tokenizer.ggml.add_eos_token"));
     assert!(b("tokenizer.ggml.add_space_prefix"));
     assert!(!c.metadata.contains_key("tokenizer.chat_template"));
-    assert_eq!(c.metadata.len(), 25);
+    // Exactly these keys, nothing else.
+    let mut keys: Vec<&str> = c.metadata.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "general.architecture",
+            "general.description",
+            "general.file_type",
+            "general.name",
+            "llama.attention.head_count",
+            "llama.attention.head_count_kv",
+            "llama.attention.layer_norm_rms_epsilon",
+            "llama.block_count",
+            "llama.context_length",
+            "llama.embedding_length",
+            "llama.feed_forward_length",
+            "llama.rope.dimension_count",
+            "llama.rope.freq_base",
+            "llama.vocab_size",
+            "tokenizer.ggml.add_bos_token",
+            "tokenizer.ggml.add_eos_token",
+            "tokenizer.ggml.add_space_prefix",
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.model",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.unknown_token_id",
+        ]
+    );
+    assert_eq!(
+        s("general.description"),
+        "converted from a llama2.c checkpoint by sotto-engine: all tensors F32"
+    );
 
     let tokens: Vec<String> = c.metadata["tokenizer.ggml.tokens"]
         .to_vec()
@@ -308,17 +343,26 @@ fn rejects_malformed_inputs_with_engine_codes() {
     let ckpt = checkpoint_bytes();
     let tok = tokenizer_bytes();
     let opts = ConvertOptions::default();
-    assert_eq!(convert_err(&ckpt[..ckpt.len() - 4], &tok, &opts).0, "MODEL_TRUNCATED");
+    assert_eq!(
+        convert_err(&ckpt[..ckpt.len() - 4], &tok, &opts).0,
+        "MODEL_TRUNCATED"
+    );
     let mut longer = ckpt.clone();
     longer.push(0);
     assert_eq!(convert_err(&longer, &tok, &opts).0, "MODEL_OVERSIZED");
     let mut bad_header = ckpt.clone();
     bad_header[..4].copy_from_slice(&0i32.to_le_bytes());
-    assert_eq!(convert_err(&bad_header, &tok, &opts).0, "MODEL_HEADER_INVALID");
+    assert_eq!(
+        convert_err(&bad_header, &tok, &opts).0,
+        "MODEL_HEADER_INVALID"
+    );
     let mut nan = ckpt.clone();
     nan[28..32].copy_from_slice(&f32::NAN.to_le_bytes());
     assert_eq!(convert_err(&nan, &tok, &opts).0, "MODEL_WEIGHTS_INVALID");
-    assert_eq!(convert_err(&ckpt, &tok[..100], &opts).0, "TOKENIZER_INVALID");
+    assert_eq!(
+        convert_err(&ckpt, &tok[..100], &opts).0,
+        "TOKENIZER_INVALID"
+    );
     assert_eq!(convert_err(&ckpt, &[], &opts).0, "TOKENIZER_INVALID");
 }
 

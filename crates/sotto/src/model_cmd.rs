@@ -208,12 +208,12 @@ fn write_new(out: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        if force {
+        let placed = if force {
             std::fs::rename(&tmp, out)
         } else {
             std::fs::hard_link(&tmp, out)
-        }
-        .map_err(|e| match e.kind() {
+        };
+        placed.map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => format!(
                 "{} already exists; pass --force to replace it",
                 out.display()
@@ -265,7 +265,10 @@ fn describe(c: &candle_core::quantized::gguf_file::Content, size: u64, sha256: &
     let num = |k: &str| match c.metadata.get(k) {
         Some(Value::F32(x)) => x.to_string(),
         Some(Value::F64(x)) => x.to_string(),
-        Some(v) => v.to_u64().map(|n| n.to_string()).unwrap_or_else(|_| "?".into()),
+        Some(v) => v
+            .to_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into()),
         None => "-".into(),
     };
     let arch = text("general.architecture");
@@ -346,9 +349,10 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, CliError> {
     let t = Instant::now();
     // MERGE(h-gguf): replace the next 4 lines with
     //   let model = sotto_engine::Model::load_auto(&a.model, a.tokenizer.as_deref())?;
-    let tokenizer = a.tokenizer.as_deref().ok_or(
-        "--tokenizer is required: this build's engine loads llama2.c checkpoints only",
-    )?;
+    let tokenizer = a
+        .tokenizer
+        .as_deref()
+        .ok_or("--tokenizer is required: this build's engine loads llama2.c checkpoints only")?;
     let model = sotto_engine::Model::load(&a.model, tokenizer)?;
     let load = t.elapsed();
 
