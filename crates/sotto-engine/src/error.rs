@@ -124,6 +124,9 @@ pub enum EngineError {
         /// Shape in the file.
         actual: Vec<u64>,
     },
+    /// The GGUF converter could not build or write its output (not an input problem).
+    #[error("model conversion failed: {0}")]
+    ConvertFailed(String),
 }
 
 impl EngineError {
@@ -154,6 +157,7 @@ impl EngineError {
             EngineError::UnsupportedFeature(_) => "UNSUPPORTED_FEATURE",
             EngineError::TensorMissing(_) => "TENSOR_MISSING",
             EngineError::TensorShapeMismatch { .. } => "TENSOR_SHAPE_MISMATCH",
+            EngineError::ConvertFailed(_) => "CONVERT_FAILED",
         }
     }
 }

@@ -29,6 +29,7 @@
 
 mod chat_template;
 mod checkpoint;
+pub mod convert;
 mod error;
 mod forward;
 mod gguf;

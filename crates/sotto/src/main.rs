@@ -5,6 +5,7 @@ mod cli_client;
 mod gateway;
 mod history_cmd;
 mod log_cmd;
+mod model_cmd;
 mod release_cmd;
 mod stack;
 
@@ -66,6 +67,9 @@ enum Command {
     /// Settings of the history account (encrypted, synced across devices).
     #[command(subcommand)]
     Settings(history_cmd::SettingsCommand),
+    /// Model files: convert llama2.c to GGUF, inspect, benchmark the built-in engine.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
     /// Serve the built-in engine as a plain, UNENCRYPTED OpenAI-compatible server on
     /// loopback (test upstream and plaintext baseline).
     Serve(stack::ServeArgs),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Attest(c) => attest_cmd::run_command(c),
             Command::Key(c) => release_cmd::run_key(c),
             Command::Release(c) => release_cmd::run_release(c),
+            Command::Model(c) => model_cmd::run_model(c),
             Command::Log(c) => log_cmd::run_log(c).await,
             Command::Witness(c) => log_cmd::run_witness(c).await,
             Command::Account(c) => history_cmd::run_account(c).await,

@@ -60,12 +60,14 @@ pub struct ManifestArgs {
     /// The enclave binary (output of scripts/build-enclave.sh).
     #[arg(long)]
     pub enclave_binary: PathBuf,
-    /// Model weights file.
+    /// Model weights file (a llama2.c checkpoint or a GGUF file).
     #[arg(long)]
     pub model: PathBuf,
-    /// Tokenizer file.
+    /// Tokenizer file. Required for a llama2.c checkpoint; must be omitted for a GGUF model,
+    /// which carries its tokenizer (the manifest then records the GGUF file's digest as
+    /// both the weights and the tokenizer digest).
     #[arg(long)]
-    pub tokenizer: PathBuf,
+    pub tokenizer: Option<PathBuf>,
     /// Model id as served (default: weights file name without extension).
     #[arg(long)]
     pub model_id: Option<String>,
@@ -228,11 +230,37 @@ fn parse_tdx(spec: &str) -> Result<Measurement, CliError> {
     })
 }
 
+/// The `(weights, tokenizer)` SHA-256 digests a release manifest records for a model.
+///
+/// A llama2.c checkpoint has a separate tokenizer file, hashed on its own. A GGUF file
+/// carries its tokenizer, so both digests are the file's digest: the manifest format stays
+/// the same, and a separate tokenizer cannot be paired with a GGUF model by mistake.
+pub fn model_digests(
+    model: &Path,
+    tokenizer: Option<&Path>,
+) -> Result<([u8; 32], [u8; 32]), CliError> {
+    let gguf = crate::model_cmd::is_gguf(model)?;
+    let weights = sotto_enclave::sha256_file(model)?;
+    match (gguf, tokenizer) {
+        (true, None) => Ok((weights, weights)),
+        (true, Some(_)) => Err(format!(
+            "{} is a GGUF model, which carries its own tokenizer: omit --tokenizer",
+            model.display()
+        )
+        .into()),
+        (false, Some(t)) => Ok((weights, sotto_enclave::sha256_file(t)?)),
+        (false, None) => Err(format!(
+            "{} is not a GGUF model: pass its --tokenizer",
+            model.display()
+        )
+        .into()),
+    }
+}
+
 /// Builds the manifest of a release from files and measurements.
 pub fn build_manifest(a: &ManifestArgs) -> Result<Manifest, CliError> {
     let enclave_sha256 = sotto_enclave::sha256_file(&a.enclave_binary)?;
-    let weights_sha256 = sotto_enclave::sha256_file(&a.model)?;
-    let tokenizer_sha256 = sotto_enclave::sha256_file(&a.tokenizer)?;
+    let (weights_sha256, tokenizer_sha256) = model_digests(&a.model, a.tokenizer.as_deref())?;
     let name = match &a.model_id {
         Some(n) => n.clone(),
         None => a

@@ -679,7 +679,7 @@ async fn local_release(
         source_commit: source_commit(),
         enclave_binary: std::env::current_exe()?,
         model: model.to_path_buf(),
-        tokenizer: tokenizer.to_path_buf(),
+        tokenizer: Some(tokenizer.to_path_buf()),
         model_id: Some(id.to_string()),
         simulated: true,
         snp: vec![],

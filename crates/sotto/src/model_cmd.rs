@@ -1,0 +1,420 @@
+//! `sotto model`: convert llama2.c checkpoints to GGUF, inspect a model file, benchmark the
+//! built-in engine.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use sha2::Digest;
+use sotto_engine::convert::{ConvertOptions, Quantization};
+
+use crate::CliError;
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Convert a llama2.c checkpoint and tokenizer into one GGUF file (prints its SHA-256).
+    Convert(ConvertArgs),
+    /// Print a GGUF model's architecture, sizes, tensor types and SHA-256.
+    Info(InfoArgs),
+    /// Benchmark the built-in engine: load time, prompt and generation tokens/s, peak RSS.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// llama2.c: a `.bin` checkpoint (7 x i32 header, float32 tensors) and a tokenizer.bin.
+    Llama2c,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum QuantizeArg {
+    /// Everything float32 (lossless).
+    F32,
+    /// 2-D weights as float16.
+    F16,
+    /// 2-D weights whose rows are a multiple of 32 as Q8_0; the rest float32.
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl From<QuantizeArg> for Quantization {
+    fn from(q: QuantizeArg) -> Self {
+        match q {
+            QuantizeArg::F32 => Quantization::F32,
+            QuantizeArg::F16 => Quantization::F16,
+            QuantizeArg::Q8_0 => Quantization::Q8_0,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input format.
+    #[arg(long, value_enum)]
+    pub from: SourceFormat,
+    /// llama2.c checkpoint (.bin).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// llama2.c tokenizer (.bin).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// GGUF file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Storage of the weight matrices.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub quantize: QuantizeArg,
+    /// `general.name` recorded in the file (default: the checkpoint's file name without
+    /// extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// The GGUF model file.
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model file (today: a llama2.c checkpoint; GGUF once the GGUF loader is merged).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Tokenizer file (llama2.c models; a GGUF model carries its own).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Fixed prompt (an empty prompt is BOS only, like `run` without `-i`).
+    #[arg(
+        long,
+        default_value = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+    )]
+    pub prompt: String,
+    /// Tokens to generate per run (greedy, temperature 0).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Measured runs over one loaded model; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// Sampling seed (no effect at temperature 0; recorded for completeness).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the first run's generated text to this file (to compare engines' outputs).
+    #[arg(long)]
+    pub text_out: Option<PathBuf>,
+}
+
+pub fn run_model(c: ModelCommand) -> Result<ExitCode, CliError> {
+    match c {
+        ModelCommand::Convert(a) => convert(&a),
+        ModelCommand::Info(a) => info(&a),
+        ModelCommand::Bench(a) => bench(&a),
+    }
+}
+
+/// GGUF files start with the ASCII magic `GGUF`.
+pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+/// Whether `path` starts with the GGUF magic (false for shorter files).
+pub fn is_gguf(path: &Path) -> Result<bool, CliError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut magic = [0u8; 4];
+    match f.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == GGUF_MAGIC),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+fn convert(a: &ConvertArgs) -> Result<ExitCode, CliError> {
+    match a.from {
+        SourceFormat::Llama2c => {}
+    }
+    // Fail before the (possibly long) conversion, not after it.
+    if !a.force && a.out.exists() {
+        return Err(format!(
+            "{} already exists; pass --force to replace it",
+            a.out.display()
+        )
+        .into());
+    }
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .checkpoint
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or("cannot derive a model name from the checkpoint file name; pass --name")?
+            .to_string(),
+    };
+    let opts = ConvertOptions {
+        quantize: a.quantize.into(),
+        name,
+    };
+    let ckpt = read(&a.checkpoint)?;
+    let tok = read(&a.tokenizer)?;
+    let gguf = sotto_engine::convert::llama2c_to_gguf(&ckpt, &tok, &opts)
+        .map_err(|e| format!("{e} [{}]", e.code()))?;
+    drop((ckpt, tok));
+    write_new(&a.out, &gguf, a.force)?;
+    let digest = hex::encode(sha2::Sha256::digest(&gguf));
+    println!(
+        "wrote {} ({} bytes, {}, GGUF v{})",
+        a.out.display(),
+        gguf.len(),
+        opts.quantize.as_str(),
+        sotto_engine::convert::GGUF_VERSION
+    );
+    println!("sha256 {digest}");
+    // The release manifest records a GGUF model with its tokenizer inside: both digests are
+    // the file's (see docs/engine.md).
+    println!("model-weights-sha256 {digest}");
+    println!("model-tokenizer-sha256 {digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `out` through a temporary file in the same directory, so `out` is
+/// either absent/old or complete, never partial. Without `force` an existing `out` is never
+/// replaced, even one created during the write (hard link, not rename).
+fn write_new(out: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = out
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file path", out.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| -> Result<(), CliError> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let placed = if force {
+            std::fs::rename(&tmp, out)
+        } else {
+            std::fs::hard_link(&tmp, out)
+        };
+        placed.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} already exists; pass --force to replace it",
+                out.display()
+            ),
+            _ => format!("{}: {e}", out.display()),
+        })?;
+        // Make the new directory entry durable too.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    // After a rename the temporary name is gone already; after a link or a failure it is
+    // removed here.
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn info(a: &InfoArgs) -> Result<ExitCode, CliError> {
+    use candle_core::quantized::gguf_file::Content;
+    let path = &a.file;
+    if !is_gguf(path)? {
+        return Err(format!(
+            "{}: not a GGUF file (llama2.c checkpoints: `sotto model convert` first)",
+            path.display()
+        )
+        .into());
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = f.metadata()?.len();
+    let content =
+        Content::read(&mut f).map_err(|e| format!("{}: invalid GGUF: {e}", path.display()))?;
+    drop(f);
+    let digest = sotto_enclave::sha256_file(path)?;
+    print!("{}", describe(&content, size, &digest));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text `sotto model info` prints for a parsed GGUF file.
+fn describe(c: &candle_core::quantized::gguf_file::Content, size: u64, sha256: &[u8]) -> String {
+    use candle_core::quantized::gguf_file::Value;
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    let text = |k: &str| match c.metadata.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => format!("{v:?}"),
+        None => "-".into(),
+    };
+    let num = |k: &str| match c.metadata.get(k) {
+        Some(Value::F32(x)) => x.to_string(),
+        Some(Value::F64(x)) => x.to_string(),
+        Some(v) => v
+            .to_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into()),
+        None => "-".into(),
+    };
+    let arch = text("general.architecture");
+    let mut s = String::new();
+    let version = match c.magic {
+        candle_core::quantized::gguf_file::VersionedMagic::GgufV1 => 1,
+        candle_core::quantized::gguf_file::VersionedMagic::GgufV2 => 2,
+        candle_core::quantized::gguf_file::VersionedMagic::GgufV3 => 3,
+    };
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "format: GGUF v{version}, {size} bytes");
+    let _ = writeln!(s, "architecture: {arch}");
+    let _ = writeln!(s, "name: {}", text("general.name"));
+    for key in [
+        "context_length",
+        "embedding_length",
+        "block_count",
+        "feed_forward_length",
+        "attention.head_count",
+        "attention.head_count_kv",
+        "rope.dimension_count",
+        "rope.freq_base",
+        "attention.layer_norm_rms_epsilon",
+    ] {
+        let _ = writeln!(s, "{key}: {}", num(&format!("{arch}.{key}")));
+    }
+    let vocab = match c.metadata.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(a)) => a.len().to_string(),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        s,
+        "tokenizer: {} ({vocab} tokens), chat template: {}",
+        text("tokenizer.ggml.model"),
+        if c.metadata.contains_key("tokenizer.chat_template") {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    let mut types: BTreeMap<String, usize> = BTreeMap::new();
+    let mut params: u64 = 0;
+    for t in c.tensor_infos.values() {
+        *types.entry(format!("{:?}", t.ggml_dtype)).or_default() += 1;
+        params = params.saturating_add(t.shape.elem_count() as u64);
+    }
+    let types: Vec<String> = types.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+    let _ = writeln!(
+        s,
+        "tensors: {} ({}), {params} parameters",
+        c.tensor_infos.len(),
+        types.join(", ")
+    );
+    let _ = writeln!(s, "sha256 {}", hex::encode(sha256));
+    s
+}
+
+/// Peak resident set size of this process in KiB (`VmHWM`), where the OS reports it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn bench(a: &BenchArgs) -> Result<ExitCode, CliError> {
+    if a.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let t = Instant::now();
+    let model = sotto_engine::Model::load_auto(&a.model, a.tokenizer.as_deref())?;
+    let load = t.elapsed();
+
+    let params = sotto_engine::GenerateParams {
+        max_tokens: a.max_tokens,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let (mut pp, mut tg, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for run in 0..a.runs {
+        let mut text = String::new();
+        let start = Instant::now();
+        let mut first: Option<Duration> = None;
+        let g = model.generate(&a.prompt, &params, &mut |piece| {
+            first.get_or_insert_with(|| start.elapsed());
+            text.push_str(piece);
+            ControlFlow::Continue(())
+        })?;
+        let total = start.elapsed();
+        let first = first.unwrap_or(total);
+        // The first piece arrives after one forward pass per prompt token (the last one
+        // yields the first generated token); every later token costs one more forward pass.
+        pp.push(f64::from(g.prompt_tokens) / first.as_secs_f64());
+        ttft.push(first.as_secs_f64() * 1e3);
+        if g.completion_tokens > 1 {
+            tg.push(f64::from(g.completion_tokens - 1) / (total - first).as_secs_f64());
+        }
+        if run == 0
+            && let Some(p) = &a.text_out
+        {
+            std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        last = Some(g);
+    }
+    let g = last.ok_or("no run")?;
+    println!("model: {}", a.model.display());
+    println!("load_ms: {:.2}", load.as_secs_f64() * 1e3);
+    println!("prompt_tokens: {}", g.prompt_tokens);
+    println!("generated_tokens: {}", g.completion_tokens);
+    println!("runs: {}", a.runs);
+    println!("time_to_first_token_ms: {:.3}", median(&mut ttft));
+    println!("prompt_tok_s: {:.1}", median(&mut pp));
+    println!("generation_tok_s: {:.1}", median(&mut tg));
+    match peak_rss_kib() {
+        Some(k) => println!("peak_rss_kib: {k}"),
+        None => println!("peak_rss_kib: n/a"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn peak_rss_is_reported_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_kib().is_some_and(|k| k > 0));
+        }
+    }
+}
