@@ -39,21 +39,39 @@ pub fn sim_root_file(state_dir: &Path) -> PathBuf {
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model weights (llama2.c checkpoint). Default: $SOTTO_MODEL, then
+    /// Model: a GGUF file (its tokenizer and chat template inside; llama, qwen2, qwen3
+    /// architectures, F32/F16/quantized weights: docs/engine.md) or a llama2.c checkpoint
+    /// (with --tokenizer). Default: $SOTTO_MODEL, then
     /// ~/.local/share/sotto/models/stories260K/stories260K.bin, then
     /// ../shared/models/stories260K/stories260K.bin.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Tokenizer file. Default: tok512.bin or tokenizer.bin beside the model.
+    /// Tokenizer of a llama2.c checkpoint. Default: tok512.bin or tokenizer.bin beside the
+    /// model. Refused for a GGUF model.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Model id served in the API. Default: the weights file name without extension.
     #[arg(long)]
     pub model_id: Option<String>,
+    /// Largest context (prompt + answer, in tokens) of a GGUF model: bounds each
+    /// generation's KV cache. Default: the model's context length, at most 4096.
+    #[arg(long)]
+    pub max_context: Option<usize>,
 }
 
 impl ModelArgs {
-    fn resolve(&self) -> Result<(PathBuf, PathBuf, String), CliError> {
+    fn load_options(&self) -> sotto_engine::LoadOptions {
+        let mut o = sotto_engine::LoadOptions::default();
+        if let Some(n) = self.max_context {
+            o.max_context = Some(n);
+        }
+        o
+    }
+}
+
+impl ModelArgs {
+    /// `(model, tokenizer (None for GGUF), model id)`.
+    fn resolve(&self) -> Result<(PathBuf, Option<PathBuf>, String), CliError> {
         let candidates: Vec<PathBuf> = match (&self.model, std::env::var_os(MODEL_ENV)) {
             (Some(m), _) => vec![m.clone()],
             (None, Some(m)) => vec![PathBuf::from(m)],
@@ -74,17 +92,28 @@ impl ModelArgs {
             )
             .into());
         };
-        let tokenizer = match &self.tokenizer {
-            Some(t) => t.clone(),
-            None => {
+        let gguf = crate::model_cmd::is_gguf(&model)?;
+        let tokenizer = match (&self.tokenizer, gguf) {
+            (Some(_), true) => {
+                return Err(format!(
+                    "{} is a GGUF model, which carries its own tokenizer: omit --tokenizer",
+                    model.display()
+                )
+                .into());
+            }
+            (None, true) => None,
+            (Some(t), false) => Some(t.clone()),
+            (None, false) => {
                 let dir = model.parent().unwrap_or(Path::new("."));
-                ["tok512.bin", "tokenizer.bin"]
-                    .iter()
-                    .map(|n| dir.join(n))
-                    .find(|p| p.is_file())
-                    .ok_or_else(|| {
-                        format!("no tokenizer beside {}; pass --tokenizer", model.display())
-                    })?
+                Some(
+                    ["tok512.bin", "tokenizer.bin"]
+                        .iter()
+                        .map(|n| dir.join(n))
+                        .find(|p| p.is_file())
+                        .ok_or_else(|| {
+                            format!("no tokenizer beside {}; pass --tokenizer", model.display())
+                        })?,
+                )
             }
         };
         let id = self.model_id.clone().unwrap_or_else(|| {
@@ -354,14 +383,28 @@ pub async fn enclave(args: EnclaveArgs) -> Result<ExitCode, CliError> {
         }
         None => {
             let (model_path, tok_path, id) = args.model.resolve()?;
-            // Hash exactly the bytes we load: read once, hash, then parse from memory.
+            // Hash exactly the bytes we load: read once, hash, then parse from memory (not a
+            // memory map: the host could change a mapped file after it was hashed).
             let weights =
                 std::fs::read(&model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
-            let tok =
-                std::fs::read(&tok_path).map_err(|e| format!("{}: {e}", tok_path.display()))?;
             let weights_sha256: [u8; 32] = sha2::Sha256::digest(&weights).into();
-            let tokenizer_sha256: [u8; 32] = sha2::Sha256::digest(&tok).into();
-            let model = sotto_engine::Model::from_bytes(&weights, &tok)?;
+            let (model, tokenizer_sha256) = match &tok_path {
+                Some(tok_path) => {
+                    let tok = std::fs::read(tok_path)
+                        .map_err(|e| format!("{}: {e}", tok_path.display()))?;
+                    let tokenizer_sha256: [u8; 32] = sha2::Sha256::digest(&tok).into();
+                    (
+                        sotto_engine::Model::from_bytes(&weights, &tok)?,
+                        tokenizer_sha256,
+                    )
+                }
+                // A GGUF file carries its tokenizer: both digests are the file's
+                // (docs/releases.md), as `sotto release manifest` records them.
+                None => (
+                    sotto_engine::Model::from_gguf_bytes(&weights, &args.model.load_options())?,
+                    weights_sha256,
+                ),
+            };
             drop(weights);
             let claims = sotto_wire::Claims {
                 model_id: id.clone(),
@@ -502,7 +545,11 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         );
     }
     let (model_path, tok_path, id) = args.model.resolve()?;
-    let model = sotto_engine::Model::load(&model_path, &tok_path)?;
+    let model = match &tok_path {
+        Some(t) => sotto_engine::Model::load(&model_path, t)?,
+        // Memory-mapped: this plaintext development server measures nothing.
+        None => sotto_engine::Model::load_gguf(&model_path, &args.model.load_options())?,
+    };
     let api = sotto_openai::router(ApiState::new(Arc::new(BuiltinBackend::new(
         Arc::new(model),
         id,
@@ -645,7 +692,7 @@ fn source_commit() -> String {
 async fn local_release(
     state_dir: &Path,
     model: &Path,
-    tokenizer: &Path,
+    tokenizer: Option<&Path>,
     id: &str,
     witness: &mut Option<Child>,
 ) -> Result<LocalRelease, CliError> {
@@ -679,7 +726,7 @@ async fn local_release(
         source_commit: source_commit(),
         enclave_binary: std::env::current_exe()?,
         model: model.to_path_buf(),
-        tokenizer: Some(tokenizer.to_path_buf()),
+        tokenizer: tokenizer.map(Path::to_path_buf),
         model_id: Some(id.to_string()),
         simulated: true,
         snp: vec![],
@@ -749,7 +796,7 @@ pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
     let (model, tokenizer, id) = args.model.resolve()?;
     println!("setting up the local release: keys, witness, transparency log");
     let mut witness = None;
-    let rel = local_release(&state_dir, &model, &tokenizer, &id, &mut witness).await?;
+    let rel = local_release(&state_dir, &model, tokenizer.as_deref(), &id, &mut witness).await?;
     let (mut log_server, log_addr) = spawn_child(
         &[
             "log".to_string(),
@@ -769,8 +816,6 @@ pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
         format!("127.0.0.1:{}", args.enclave_port),
         "--model".into(),
         model.display().to_string(),
-        "--tokenizer".into(),
-        tokenizer.display().to_string(),
         "--model-id".into(),
         id,
         "--state-dir".into(),
@@ -782,6 +827,12 @@ pub async fn up(args: UpArgs) -> Result<ExitCode, CliError> {
         "--log-url".into(),
         log_addr.clone(),
     ];
+    if let Some(t) = &tokenizer {
+        eargs.extend(["--tokenizer".into(), t.display().to_string()]);
+    }
+    if let Some(n) = args.model.max_context {
+        eargs.extend(["--max-context".into(), n.to_string()]);
+    }
     eargs.extend(["--tee".into(), "simulated".into()]);
     let (mut enclave, enclave_addr) = spawn_child(&eargs, "enclave listening on ").await?;
     println!("starting relay");
