@@ -123,6 +123,9 @@ pub struct ConvertOptions {
     pub quantize: Quantization,
     /// `general.name` of the model (e.g. the checkpoint's file stem); 1–256 bytes.
     pub name: String,
+    /// A Jinja chat template to store as `tokenizer.chat_template` (llama2.c checkpoints
+    /// have none; at most 64 KiB; it must parse).
+    pub chat_template: Option<String>,
 }
 
 impl Default for ConvertOptions {
@@ -130,6 +133,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             quantize: Quantization::F32,
             name: "llama2c".into(),
+            chat_template: None,
         }
     }
 }
@@ -349,6 +353,23 @@ fn metadata(
         // llama2.c's encode adds SentencePiece's dummy-prefix space to a non-empty prompt.
         ("tokenizer.ggml.add_space_prefix", Value::Bool(true)),
     ]);
+    if let Some(t) = &opts.chat_template {
+        if t.len() > 64 << 10 {
+            return Err(EngineError::InvalidParams("chat template over 64 KiB"));
+        }
+        // Refuse a template that does not even parse now rather than at the first request
+        // (runtime refusals such as `raise_exception` depend on the conversation).
+        let probe = [crate::chat_template::ChatMessage {
+            role: "user".into(),
+            content: "hello".into(),
+        }];
+        if let Err(e @ EngineError::ChatTemplateInvalid(_)) =
+            crate::chat_template::render_chat(t, &probe, true, "<s>", "</s>")
+        {
+            return Err(e);
+        }
+        md.push(("tokenizer.chat_template", Value::String(t.clone())));
+    }
     Ok(md)
 }
 

@@ -20,6 +20,7 @@ fn convert(q: Quantization) -> Vec<u8> {
     let opts = ConvertOptions {
         quantize: q,
         name: "stories260K".into(),
+        chat_template: None,
     };
     llama2c_to_gguf(&checkpoint_bytes(), &tokenizer_bytes(), &opts).expect("convert")
 }

@@ -16,6 +16,7 @@ fn converted_model(q: Quantization) -> Model {
     let opts = ConvertOptions {
         quantize: q,
         name: "stories260K".into(),
+        chat_template: None,
     };
     let bytes = llama2c_to_gguf(&checkpoint_bytes(), &tokenizer_bytes(), &opts).expect("convert");
     let dir = tempdir();

@@ -71,6 +71,9 @@ pub struct ConvertArgs {
     /// extension).
     #[arg(long)]
     pub name: Option<String>,
+    /// A Jinja chat template file to store in the GGUF (`tokenizer.chat_template`).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -158,9 +161,14 @@ fn convert(a: &ConvertArgs) -> Result<ExitCode, CliError> {
             .ok_or("cannot derive a model name from the checkpoint file name; pass --name")?
             .to_string(),
     };
+    let chat_template = match &a.chat_template {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
     let opts = ConvertOptions {
         quantize: a.quantize.into(),
         name,
+        chat_template,
     };
     let ckpt = read(&a.checkpoint)?;
     let tok = read(&a.tokenizer)?;
