@@ -19,6 +19,7 @@ model_dir="$(cd "${MODEL_DIR:-../shared/models/stories260K}" && pwd)"
 target="${CARGO_TARGET_DIR:-target}"
 work="$target/bench-engine"
 mkdir -p "$work"
+work="$(cd "$work" && pwd)"   # absolute: run.c runs from the model directory
 
 if [ -z "${RUN_C:-}" ] || [ ! -f "$RUN_C" ]; then
     echo "bench-engine: set RUN_C to llama2.c's run.c, e.g." >&2
@@ -33,7 +34,7 @@ bench="$target/release/examples/engine_bench"
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 run_c() {
-    (cd "$model_dir" && "$OLDPWD/$work/run" stories260K.bin -z tok512.bin -t 0 -n "$steps") \
+    (cd "$model_dir" && "$work/run" stories260K.bin -z tok512.bin -t 0 -n "$steps") \
         >"$work/runc.txt" 2>"$work/runc.err"
     sed -n 's/^achieved tok\/s: //p' "$work/runc.err" >>"$work/runc.rates"
 }
