@@ -82,7 +82,8 @@ enum Vocab {
     /// A GGUF vocabulary (SentencePiece or byte-level BPE) with its special tokens and chat
     /// template.
     Gguf {
-        tok: GgufTokenizer,
+        /// Boxed: the tokenizer's byte tables make it large and models hold one vocabulary.
+        tok: Box<GgufTokenizer>,
         /// Longest byte sequence of one token, computed once.
         max_len: usize,
     },
@@ -148,7 +149,10 @@ impl Vocab {
 fn vocab_from_spec(spec: VocabSpec) -> Result<Vocab, EngineError> {
     let tok = GgufTokenizer::from_spec(spec)?;
     let max_len = tok.max_token_bytes().max(1);
-    Ok(Vocab::Gguf { tok, max_len })
+    Ok(Vocab::Gguf {
+        tok: Box::new(tok),
+        max_len,
+    })
 }
 
 impl std::fmt::Debug for Model {
@@ -386,7 +390,7 @@ impl Model {
     /// The tokenizer of a GGUF model (`None` for a llama2.c model).
     pub fn gguf_tokenizer(&self) -> Option<&GgufTokenizer> {
         match &self.vocab {
-            Vocab::Gguf { tok, .. } => Some(tok),
+            Vocab::Gguf { tok, .. } => Some(tok.as_ref()),
             Vocab::Spm { .. } => None,
         }
     }
