@@ -5,7 +5,9 @@
 //! F32/F16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K..Q6_K weights (see `docs/engine.md`, "Model formats
 //! and architectures"). GGUF weights are memory-mapped and used in place; quantized products
 //! use candle's GGML kernels on raw blocks. Large products are split over rows with rayon.
-//! Greedy or temperature + top-p sampling with a seeded deterministic RNG. Everything read
+//! GGUF tokenizers (SentencePiece and byte-level BPE) and Jinja chat templates come from the
+//! file. Sampling: greedy or temperature, top-k, top-p, min-p, repetition/presence/frequency
+//! penalties and stop strings, with a seeded deterministic RNG. Everything read
 //! from disk is validated; malformed files produce an [`EngineError`], never a panic.
 //!
 //! Compatibility with llama2.c `run.c`: same forward pass (RMSNorm eps 1e-5, RoPE recomputed
