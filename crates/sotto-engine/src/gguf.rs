@@ -209,7 +209,14 @@ pub(crate) struct Gguf {
 struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
+    /// Metadata array elements read so far: an element takes ~32 bytes in memory but may be
+    /// 1 byte in the file, so the file size alone does not bound memory.
+    elements: usize,
 }
+
+/// Most metadata array elements in one file (a 152k-token vocabulary with its merges, scores
+/// and types is ~600k).
+const MAX_METADATA_ELEMENTS: usize = 16 << 20;
 
 impl<'a> Cursor<'a> {
     fn remaining(&self) -> usize {
@@ -297,6 +304,12 @@ impl<'a> Cursor<'a> {
                     EngineError::GgufMalformed(format!("unknown array element type {elem_ty}"))
                 })?;
                 let n = self.count(min, "array")?;
+                self.elements = self.elements.saturating_add(n);
+                if self.elements > MAX_METADATA_ELEMENTS {
+                    return Err(EngineError::GgufMalformed(
+                        "too many metadata array elements".into(),
+                    ));
+                }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(elem_ty, depth + 1)?);
@@ -328,7 +341,11 @@ fn min_value_size(ty: u32) -> Option<usize> {
 
 /// Parses and validates the header of a GGUF file held entirely in `data`.
 pub(crate) fn parse(data: &[u8]) -> Result<Gguf, EngineError> {
-    let mut c = Cursor { data, pos: 0 };
+    let mut c = Cursor {
+        data,
+        pos: 0,
+        elements: 0,
+    };
     if c.array::<4>()? != MAGIC {
         return Err(EngineError::GgufMalformed(
             "bad magic (not a GGUF file)".into(),

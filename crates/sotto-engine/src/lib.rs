@@ -148,7 +148,13 @@ impl Vocab {
 }
 
 /// Builds the vocabulary of a GGUF model.
-fn vocab_from_spec(spec: VocabSpec) -> Result<Vocab, EngineError> {
+fn vocab_from_spec(mut spec: VocabSpec) -> Result<Vocab, EngineError> {
+    // llama.cpp's defaults for SentencePiece vocabularies without the ids in their metadata
+    // (older conversions): <unk> 0, BOS 1, EOS 2.
+    if spec.model == "llama" && spec.tokens.len() > 2 {
+        spec.bos = spec.bos.or(Some(BOS));
+        spec.eos = spec.eos.or(Some(EOS));
+    }
     let tok = GgufTokenizer::from_spec(spec)?;
     let max_len = tok.max_token_bytes().max(1);
     Ok(Vocab::Gguf {

@@ -864,7 +864,7 @@ fn unsupported_rope_scaling_and_tokenizer() {
         &[("llama.rope.scaling.type", Value::String("yarn".into()))],
     );
     assert_eq!(load_err(&m.bytes).code(), "UNSUPPORTED_FEATURE");
-    // Pending the GGUF tokenizer (merge point): byte-level BPE vocabularies are refused.
+    // A byte-level BPE vocabulary without its merges is refused.
     let m = build(
         Arch::Qwen2,
         Quant::Uniform(GgmlDType::F32),
@@ -872,7 +872,7 @@ fn unsupported_rope_scaling_and_tokenizer() {
         true,
         &[("tokenizer.ggml.model", Value::String("gpt2".into()))],
     );
-    assert_eq!(load_err(&m.bytes).code(), "UNSUPPORTED_FEATURE");
+    assert_eq!(load_err(&m.bytes).code(), "TOKENIZER_INVALID");
 }
 
 #[test]

@@ -498,6 +498,12 @@ impl HistoryClient {
                 return Ok(None);
             };
             let Some((version, blob)) = self.cache.get(&id) else {
+                // A deleted item the store purged (its tombstone is gone from the feed and
+                // the cache) stays deleted: no reason for a complete listing every time.
+                if self.seen.is_deleted(id.as_bytes()) == Some(true) {
+                    snap.deleted.push(id);
+                    continue;
+                }
                 return Ok(None);
             };
             if self.seen.highest(id.as_bytes()) != Some(version) {

@@ -253,11 +253,15 @@ impl HistoryClient {
             if slot.state != "requested" || slot.account_id != self.state.account_id {
                 continue;
             }
-            let (req, key_matches) = check_binding(&acct, &slot)?;
+            // Anyone who knows the account id can post a slot: one that does not even parse
+            // is skipped, so it cannot hide the real request from the list.
+            let Ok((req, key_matches)) = check_binding(&acct, &slot) else {
+                continue;
+            };
             out.push(PendingPairing {
                 credential_id: hex::encode(&req.credential.credential_id),
                 slot_id: slot.slot_id,
-                name: slot.name,
+                name: display_name(&slot.name),
                 key_matches,
                 created_at: slot.created_at,
                 expires_at: slot.expires_at,
@@ -340,7 +344,7 @@ impl HistoryClient {
         let id_hex = hex::encode(&device.credential_id);
         debug_assert_eq!(device.credential_id, req.credential.credential_id);
         self.store.add_credential_with_id(&key, &id_hex).await?;
-        let name = info.name.clone();
+        let name = display_name(&info.name);
         self.update_directory(|d| {
             d.upsert(DeviceEntry {
                 credential: device.clone(),
@@ -373,5 +377,37 @@ mod tests {
             paired_credential_id(&[3; 16], &[2; 32]),
             "bound to the account"
         );
+    }
+}
+
+/// The requesting device's name as shown and stored: it is not authenticated (the store can
+/// change it), so control and invisible formatting characters (bidi overrides, zero-width
+/// characters) become U+FFFD instead of disguising one name as another; at most 64 chars.
+pub(crate) fn display_name(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| if is_hidden(c) { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// Control characters and the invisible format characters usable to spoof a name.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{FEFF}')
+        || ('\u{200B}'..='\u{200F}').contains(&c)
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2060}'..='\u{2069}').contains(&c)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_are_shown_not_obeyed() {
+        assert_eq!(display_name("phone"), "phone");
+        assert_eq!(display_name("my\u{202E}enohp"), "my\u{FFFD}enohp");
+        assert_eq!(display_name("lap\u{200B}top\n"), "lap\u{FFFD}top\u{FFFD}");
+        assert_eq!(display_name(&"x".repeat(100)).chars().count(), 64);
     }
 }

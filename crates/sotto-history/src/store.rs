@@ -119,6 +119,15 @@ const MAX_SMALL_BODY: usize = 64 << 10;
 /// Largest item blob read from the store: the store's default blob limit (1 MiB) plus slack
 /// for deployments that raise it a little. A larger answer is a protocol error, not an OOM.
 pub const MAX_BLOB_BODY: usize = 4 << 20;
+/// Largest pairing slot read (request ≤ 1 KiB, response ≤ 64 KiB, base64, JSON).
+const MAX_SLOT_BODY: usize = 128 << 10;
+/// Most pairing slots a listing may hold, and the largest listing read.
+const MAX_SLOTS_LISTED: usize = 64;
+const MAX_SLOT_LIST_BODY: usize = MAX_SLOTS_LISTED * MAX_SLOT_BODY;
+/// Largest base64 blob accepted in the sync feed (a blob is at most [`MAX_BLOB_BODY`]).
+const MAX_FEED_BLOB_B64: usize = MAX_BLOB_BODY / 3 * 4 + 4;
+/// Most blob bytes (base64) one listing may bring into memory before it is processed.
+const MAX_LISTING_BYTES: usize = 1 << 30;
 /// Items per page of the sync feed asked of the store.
 const PAGE_ITEMS: u32 = 200;
 /// Largest sync page read: the store stops a page with blobs after 8 MiB (at least one item
@@ -347,6 +356,7 @@ impl StoreClient {
     /// read through a size limit; the cursor must advance on every page.
     pub async fn changes_since(&self, mut since: u64) -> Result<(Vec<Change>, u64)> {
         let mut out = Vec::new();
+        let mut total_bytes = 0usize;
         for _ in 0..MAX_LISTING_PAGES {
             let resp = self
                 .req(
@@ -373,6 +383,16 @@ impl StoreClient {
             }
             if out.len() + page.changes.len() > MAX_LISTING_ITEMS {
                 return Err(HistoryError::Protocol("change feed too long"));
+            }
+            for c in &page.changes {
+                let n = c.blob.as_ref().map_or(0, String::len);
+                if n > MAX_FEED_BLOB_B64 {
+                    return Err(HistoryError::Protocol("change feed blob too large"));
+                }
+                total_bytes += n;
+            }
+            if total_bytes > MAX_LISTING_BYTES {
+                return Err(HistoryError::Protocol("change feed too large"));
             }
             out.extend(page.changes);
             if page.next_since < since {
@@ -475,10 +495,7 @@ impl StoreClient {
         struct R {
             slot_id: String,
         }
-        let r: R = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad pairing response"))?;
+        let r: R = read_json(resp, MAX_SMALL_BODY, "bad pairing response").await?;
         Ok(r.slot_id)
     }
 
@@ -486,9 +503,9 @@ impl StoreClient {
         if !resp.status().is_success() {
             return Err(fail(resp).await);
         }
-        resp.json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad pairing slot"))
+        // A slot holds at most a 1 KiB request, a 64 KiB response and a short confirmation,
+        // base64-encoded.
+        read_json(resp, MAX_SLOT_BODY, "bad pairing slot").await
     }
 
     fn slot_path(slot: &str) -> Result<&str> {
@@ -543,10 +560,10 @@ impl StoreClient {
         if !resp.status().is_success() {
             return Err(fail(resp).await);
         }
-        let l: L = resp
-            .json()
-            .await
-            .map_err(|_| HistoryError::Protocol("bad pairing list"))?;
+        let l: L = read_json(resp, MAX_SLOT_LIST_BODY, "bad pairing list").await?;
+        if l.pairings.len() > MAX_SLOTS_LISTED {
+            return Err(HistoryError::Protocol("pairing list too long"));
+        }
         Ok(l.pairings)
     }
 

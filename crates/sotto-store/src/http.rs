@@ -846,7 +846,7 @@ async fn create_pairing<B: Backend>(
         Base64::decode_vec(&request.public_key).map_err(|_| StoreError::InvalidPublicKey)?;
     CredentialKind::DeviceEd25519.validate_public_key(&public_key)?;
     let chars = request.name.chars().count();
-    if chars == 0 || chars > MAX_PAIRING_NAME_CHARS || request.name.chars().any(char::is_control) {
+    if chars == 0 || chars > MAX_PAIRING_NAME_CHARS || request.name.chars().any(is_hidden_char) {
         return Err(StoreError::MalformedRequest(format!(
             "name: 1 to {MAX_PAIRING_NAME_CHARS} characters, no control characters"
         )));
@@ -1133,6 +1133,16 @@ async fn list_changes<B: Backend>(
         more: page.more,
     })
     .into_response())
+}
+
+/// Control characters and invisible format characters (bidi overrides, zero-width) that
+/// could disguise a pairing request's device name as another.
+fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{FEFF}')
+        || ('\u{200B}'..='\u{200F}').contains(&c)
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2060}'..='\u{2069}').contains(&c)
 }
 
 #[cfg(test)]

@@ -829,7 +829,7 @@ impl Backend for PostgresBackend {
         let pending: i64 = tx
             .query_one(
                 "SELECT COUNT(*) FROM pairing_slots WHERE account_id = $1 AND expires_at > $2
-                 AND state IN ('requested', 'responded', 'confirmed')",
+                 AND state IN ('requested', 'responded', 'confirmed', 'aborted')",
                 &[&&slot.account.0[..], &now],
             )
             .await?

@@ -878,7 +878,7 @@ impl Backend for SqliteBackend {
             )?;
             let pending: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM pairing_slots WHERE account_id = ?1 AND expires_at > ?2
-                 AND state IN ('requested', 'responded', 'confirmed')",
+                 AND state IN ('requested', 'responded', 'confirmed', 'aborted')",
                 params![&slot.account.0[..], now],
                 |r| r.get(0),
             )?;
