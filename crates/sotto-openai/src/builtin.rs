@@ -120,8 +120,8 @@ impl BuiltinBackend {
 
     /// The prompt for `messages`: the model's chat template when it has one, else
     /// [`BuiltinBackend::render_prompt`].
-    fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String, ApiError> {
-        if self.model.chat_template().is_none() {
+    fn chat_prompt(model: &Model, messages: &[ChatMessage]) -> Result<String, ApiError> {
+        if model.chat_template().is_none() {
             return Ok(Self::render_prompt(messages));
         }
         let msgs: Vec<sotto_engine::ChatMessage> = messages
@@ -131,7 +131,7 @@ impl BuiltinBackend {
                 content: m.content.clone(),
             })
             .collect();
-        match self.model.render_chat(&msgs) {
+        match model.render_chat(&msgs) {
             Ok(Some(prompt)) => Ok(prompt),
             Ok(None) => Ok(Self::render_prompt(messages)),
             Err(sotto_engine::EngineError::ChatTemplateException { .. }) => {
@@ -177,7 +177,6 @@ impl Backend for BuiltinBackend {
             if request.model != self.id {
                 return Err(ApiError::ModelNotFound);
             }
-            let prompt = self.chat_prompt(&request.messages)?;
             let sampling = Sampling {
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
@@ -185,8 +184,8 @@ impl Backend for BuiltinBackend {
                 seed: request.seed,
                 options: request.sampling,
             };
-            drop(request.messages);
-            self.generate(prompt, sampling).await
+            self.generate(Prompt::Chat(request.messages), sampling)
+                .await
         })
     }
 
@@ -202,9 +201,15 @@ impl Backend for BuiltinBackend {
                 seed: request.seed,
                 options: request.sampling,
             };
-            self.generate(request.prompt, sampling).await
+            self.generate(Prompt::Text(request.prompt), sampling).await
         })
     }
+}
+
+/// What the engine continues: a text as is (`/v1/completions`) or chat messages to render.
+enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
 }
 
 /// What a request asks of the sampler (`None`: the OpenAI default).
@@ -218,7 +223,7 @@ struct Sampling {
 
 impl BuiltinBackend {
     /// Queues for a slot, then continues `prompt` on a blocking thread, streaming deltas.
-    async fn generate(&self, prompt: String, sampling: Sampling) -> Result<ChatStream, ApiError> {
+    async fn generate(&self, prompt: Prompt, sampling: Sampling) -> Result<ChatStream, ApiError> {
         let seed = match sampling.seed {
             Some(seed) => seed,
             None => getrandom::u64().map_err(|_| ApiError::Internal)?,
@@ -258,6 +263,18 @@ impl BuiltinBackend {
             // client that has seen the end of its response also sees the slot free.
             let permit = permit;
             let guard = guard;
+            // Rendering a chat template is CPU work (bounded by its fuel), so it runs here
+            // with the generation rather than on the async runtime.
+            let prompt = match prompt {
+                Prompt::Text(text) => text,
+                Prompt::Chat(messages) => match Self::chat_prompt(&model, &messages) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let _ = admitted_tx.send(Err(e));
+                        return;
+                    }
+                },
+            };
             // Tokenising is CPU work too (quadratic in the worst case), hence here rather
             // than on the async runtime, and only after a cheap length bound: each token
             // covers at most `max_token_length` bytes.
