@@ -197,7 +197,6 @@ pub(crate) struct TensorInfo {
 /// A parsed GGUF header: metadata and tensor directory. Tensor data is not copied.
 #[derive(Debug)]
 pub(crate) struct Gguf {
-    #[cfg_attr(not(test), allow(dead_code))]
     pub version: u32,
     pub metadata: HashMap<String, Value>,
     pub tensors: HashMap<String, TensorInfo>,

@@ -309,8 +309,3 @@ pub(crate) fn load(store: Arc<Store>, opts: &LoadOptions) -> Result<Loaded, Engi
         vocab,
     })
 }
-
-/// Whether `data` starts with the GGUF magic.
-pub(crate) fn is_gguf(data: &[u8]) -> bool {
-    data.starts_with(&gguf::MAGIC)
-}

@@ -35,6 +35,7 @@ pub mod convert;
 mod error;
 mod forward;
 mod gguf;
+mod gguf_info;
 mod gguf_model;
 mod gguf_tokenizer;
 mod matrix;
@@ -44,7 +45,6 @@ mod tokenizer;
 mod utf8;
 
 use std::borrow::Cow;
-use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,6 +52,7 @@ use std::sync::Arc;
 pub use chat_template::{CHATML_TEMPLATE, ChatMessage, render_chat, render_chat_at};
 pub use checkpoint::Config;
 pub use error::EngineError;
+pub use gguf_info::{describe_gguf, describe_gguf_file, is_gguf_file};
 pub use gguf_model::LoadOptions;
 pub use gguf_tokenizer::{GgufTokenizer, VocabSpec};
 pub use tokenizer::{BOS, EOS, Tokenizer};
@@ -70,6 +71,16 @@ pub struct Model {
     hp: Hparams,
     weights: Weights,
     vocab: Vocab,
+}
+
+/// Memory-maps a model file read-only.
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap, EngineError> {
+    let file = std::fs::File::open(path).map_err(EngineError::ModelIo)?;
+    // SAFETY: the map is read-only, and we only read it through bounds-checked slices.
+    // Like every mmap-based loader (llama.cpp included) this relies on the model file not
+    // being truncated or rewritten by another process while loaded; model files are
+    // treated as immutable (the enclave does not map: it hashes and parses one copy).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(EngineError::ModelIo)
 }
 
 /// The text side of a model: encoding prompts, decoding tokens, recognising stop tokens.
@@ -328,12 +339,7 @@ impl Model {
     /// Loads a GGUF model (weights, hyper-parameters and tokenizer) from disk. The file is
     /// memory-mapped and its weights are used in place.
     pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
-        let file = std::fs::File::open(path).map_err(EngineError::ModelIo)?;
-        // SAFETY: the map is read-only, and we only read it through bounds-checked slices.
-        // Like every mmap-based loader (llama.cpp included) this relies on the model file not
-        // being truncated or rewritten by another process while loaded; model files are
-        // treated as immutable.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(EngineError::ModelIo)?;
+        let map = map_file(path)?;
         Model::from_store(Store::Mapped(map), opts)
     }
 
@@ -363,11 +369,7 @@ impl Model {
     /// tokenizer, so `tokenizer` must be `None`) with [`LoadOptions::default`], or a llama2.c
     /// checkpoint with its required `tokenizer` file.
     pub fn load_auto(model: &Path, tokenizer: Option<&Path>) -> Result<Model, EngineError> {
-        let mut magic = [0u8; 4];
-        let n = std::fs::File::open(model)
-            .and_then(|mut f| f.read(&mut magic))
-            .map_err(EngineError::ModelIo)?;
-        if gguf_model::is_gguf(&magic[..n]) {
+        if is_gguf_file(model)? {
             if tokenizer.is_some() {
                 return Err(EngineError::TokenizerInvalid(
                     "GGUF models carry their own tokenizer; none may be given".into(),

@@ -121,19 +121,9 @@ pub fn run_model(c: ModelCommand) -> Result<ExitCode, CliError> {
     }
 }
 
-/// GGUF files start with the ASCII magic `GGUF`.
-pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
-
 /// Whether `path` starts with the GGUF magic (false for shorter files).
 pub fn is_gguf(path: &Path) -> Result<bool, CliError> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut magic = [0u8; 4];
-    match f.read_exact(&mut magic) {
-        Ok(()) => Ok(&magic == GGUF_MAGIC),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(format!("{}: {e}", path.display()).into()),
-    }
+    sotto_engine::is_gguf_file(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
@@ -241,7 +231,6 @@ fn write_new(out: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
 }
 
 fn info(a: &InfoArgs) -> Result<ExitCode, CliError> {
-    use candle_core::quantized::gguf_file::Content;
     let path = &a.file;
     if !is_gguf(path)? {
         return Err(format!(
@@ -250,88 +239,13 @@ fn info(a: &InfoArgs) -> Result<ExitCode, CliError> {
         )
         .into());
     }
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let size = f.metadata()?.len();
-    let content =
-        Content::read(&mut f).map_err(|e| format!("{}: invalid GGUF: {e}", path.display()))?;
-    drop(f);
+    // The engine's bounded reader: an untrusted download cannot make this allocate without
+    // bound (candle's reader would allocate whatever lengths the file claims).
+    let text = sotto_engine::describe_gguf_file(path)
+        .map_err(|e| format!("{}: invalid GGUF: {e} [{}]", path.display(), e.code()))?;
     let digest = sotto_enclave::sha256_file(path)?;
-    print!("{}", describe(&content, size, &digest));
+    println!("{text}sha256 {}", hex::encode(digest));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The text `sotto model info` prints for a parsed GGUF file.
-fn describe(c: &candle_core::quantized::gguf_file::Content, size: u64, sha256: &[u8]) -> String {
-    use candle_core::quantized::gguf_file::Value;
-    use std::collections::BTreeMap;
-    use std::fmt::Write as _;
-    let text = |k: &str| match c.metadata.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => format!("{v:?}"),
-        None => "-".into(),
-    };
-    let num = |k: &str| match c.metadata.get(k) {
-        Some(Value::F32(x)) => x.to_string(),
-        Some(Value::F64(x)) => x.to_string(),
-        Some(v) => v
-            .to_u64()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into()),
-        None => "-".into(),
-    };
-    let arch = text("general.architecture");
-    let mut s = String::new();
-    let version = match c.magic {
-        candle_core::quantized::gguf_file::VersionedMagic::GgufV1 => 1,
-        candle_core::quantized::gguf_file::VersionedMagic::GgufV2 => 2,
-        candle_core::quantized::gguf_file::VersionedMagic::GgufV3 => 3,
-    };
-    // Writing to a String cannot fail.
-    let _ = writeln!(s, "format: GGUF v{version}, {size} bytes");
-    let _ = writeln!(s, "architecture: {arch}");
-    let _ = writeln!(s, "name: {}", text("general.name"));
-    for key in [
-        "context_length",
-        "embedding_length",
-        "block_count",
-        "feed_forward_length",
-        "attention.head_count",
-        "attention.head_count_kv",
-        "rope.dimension_count",
-        "rope.freq_base",
-        "attention.layer_norm_rms_epsilon",
-    ] {
-        let _ = writeln!(s, "{key}: {}", num(&format!("{arch}.{key}")));
-    }
-    let vocab = match c.metadata.get("tokenizer.ggml.tokens") {
-        Some(Value::Array(a)) => a.len().to_string(),
-        _ => "-".into(),
-    };
-    let _ = writeln!(
-        s,
-        "tokenizer: {} ({vocab} tokens), chat template: {}",
-        text("tokenizer.ggml.model"),
-        if c.metadata.contains_key("tokenizer.chat_template") {
-            "yes"
-        } else {
-            "no"
-        }
-    );
-    let mut types: BTreeMap<String, usize> = BTreeMap::new();
-    let mut params: u64 = 0;
-    for t in c.tensor_infos.values() {
-        *types.entry(format!("{:?}", t.ggml_dtype)).or_default() += 1;
-        params = params.saturating_add(t.shape.elem_count() as u64);
-    }
-    let types: Vec<String> = types.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-    let _ = writeln!(
-        s,
-        "tensors: {} ({}), {params} parameters",
-        c.tensor_infos.len(),
-        types.join(", ")
-    );
-    let _ = writeln!(s, "sha256 {}", hex::encode(sha256));
-    s
 }
 
 /// Peak resident set size of this process in KiB (`VmHWM`), where the OS reports it.

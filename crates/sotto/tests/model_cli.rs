@@ -131,6 +131,25 @@ fn info_describes_converted_file() {
     }
     assert!(stdout.contains(&format!("sha256 {}\n", sha256_hex(&out))));
 
+    // A truncated file and one claiming an absurd metadata count: clear errors, no panic
+    // and no giant allocation (the engine's bounded reader).
+    let bytes = std::fs::read(&out).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, stderr) = sotto(&["model", "info", p(&cut)]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("invalid GGUF") && stderr.contains("[GGUF_TRUNCATED]"),
+        "{stderr}"
+    );
+    let mut absurd = bytes[..24].to_vec();
+    absurd[16..24].copy_from_slice(&u64::MAX.to_le_bytes()); // metadata KV count
+    let bad = dir.path().join("absurd.gguf");
+    std::fs::write(&bad, &absurd).unwrap();
+    let (code, _, stderr) = sotto(&["model", "info", p(&bad)]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("invalid GGUF"), "{stderr}");
+
     // A llama2.c checkpoint is not GGUF.
     let (code, _, stderr) = sotto(&["model", "info", p(&model_dir().join("stories260K.bin"))]);
     assert_ne!(code, 0);
