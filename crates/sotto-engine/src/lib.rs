@@ -29,6 +29,7 @@
 //! # Ok::<(), sotto_engine::EngineError>(())
 //! ```
 
+pub mod bench;
 mod chat_template;
 mod checkpoint;
 pub mod convert;

@@ -2,10 +2,9 @@
 //! built-in engine.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
 use sha2::Digest;
@@ -248,22 +247,6 @@ fn info(a: &InfoArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Peak resident set size of this process in KiB (`VmHWM`), where the OS reports it.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn bench(a: &BenchArgs) -> Result<ExitCode, CliError> {
     if a.runs == 0 {
         return Err("--runs must be at least 1".into());
@@ -271,72 +254,12 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, CliError> {
     let t = Instant::now();
     let model = sotto_engine::Model::load_auto(&a.model, a.tokenizer.as_deref())?;
     let load = t.elapsed();
-
-    let params = sotto_engine::GenerateParams {
-        max_tokens: a.max_tokens,
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: a.seed,
-        ..Default::default()
-    };
-    let (mut pp, mut tg, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
-    let mut last = None;
-    for run in 0..a.runs {
-        let mut text = String::new();
-        let start = Instant::now();
-        let mut first: Option<Duration> = None;
-        let g = model.generate(&a.prompt, &params, &mut |piece| {
-            first.get_or_insert_with(|| start.elapsed());
-            text.push_str(piece);
-            ControlFlow::Continue(())
-        })?;
-        let total = start.elapsed();
-        let first = first.unwrap_or(total);
-        // The first piece arrives after one forward pass per prompt token (the last one
-        // yields the first generated token); every later token costs one more forward pass.
-        pp.push(f64::from(g.prompt_tokens) / first.as_secs_f64());
-        ttft.push(first.as_secs_f64() * 1e3);
-        if g.completion_tokens > 1 {
-            tg.push(f64::from(g.completion_tokens - 1) / (total - first).as_secs_f64());
-        }
-        if run == 0
-            && let Some(p) = &a.text_out
-        {
-            std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
-        }
-        last = Some(g);
+    let (report, text) =
+        sotto_engine::bench::measure(&model, load, &a.prompt, a.max_tokens, a.seed, a.runs)?;
+    if let Some(p) = &a.text_out {
+        std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    let g = last.ok_or("no run")?;
     println!("model: {}", a.model.display());
-    println!("load_ms: {:.2}", load.as_secs_f64() * 1e3);
-    println!("prompt_tokens: {}", g.prompt_tokens);
-    println!("generated_tokens: {}", g.completion_tokens);
-    println!("runs: {}", a.runs);
-    println!("time_to_first_token_ms: {:.3}", median(&mut ttft));
-    println!("prompt_tok_s: {:.1}", median(&mut pp));
-    println!("generation_tok_s: {:.1}", median(&mut tg));
-    match peak_rss_kib() {
-        Some(k) => println!("peak_rss_kib: {k}"),
-        None => println!("peak_rss_kib: n/a"),
-    }
+    print!("{report}");
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&mut []).is_nan());
-    }
-
-    #[test]
-    fn peak_rss_is_reported_on_linux() {
-        if cfg!(target_os = "linux") {
-            assert!(peak_rss_kib().is_some_and(|k| k > 0));
-        }
-    }
 }
